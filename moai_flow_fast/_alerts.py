@@ -1,0 +1,110 @@
+"""Turns the engine's transition events into Part A alerts: callbacks, or WARNING lines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ._state import STATES, HealthState
+
+__all__ = ["AlertDispatcher", "Callback"]
+
+logger = logging.getLogger("moai_flow_fast.monitor")
+
+Callback = Callable[[Any, HealthState, dict[str, Any]], Any]
+_ALERTABLE = (HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILED)
+
+
+def _iso(wall: float) -> str | None:
+    return datetime.fromtimestamp(wall).isoformat() if wall else None
+
+
+class AlertDispatcher:
+    """Runs callbacks outside every lock, one batch at a time, in the order detected.
+
+    Whoever calls `drain` while no other drain is running dispatches everything queued,
+    including what callbacks queue meanwhile; a re-entrant or concurrent call returns
+    at once and its events are dispatched by the running drain.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.alert_enabled: dict[HealthState, bool] = dict.fromkeys(_ALERTABLE, True)
+        self.alert_callbacks: dict[HealthState, Callback | None] = dict.fromkeys(_ALERTABLE)
+        self.recovery_enabled = False
+        self.recovery_callback: Callback | None = None
+        self.alerts = 0
+        self.callback_errors = 0
+        self._mu = threading.Lock()
+        self._busy = False
+
+    def drain(self) -> int:
+        with self._mu:
+            if self._busy:
+                return 0
+            self._busy = True
+        done = 0
+        try:
+            while True:
+                with self._mu:
+                    events = self.engine.take_events()
+                    if not events:
+                        self._busy = False
+                        return done
+                for event in events:
+                    self._deliver(event)
+                done += len(events)
+        except BaseException:
+            with self._mu:
+                self._busy = False
+            raise
+
+    def _deliver(self, event: tuple[Any, ...]) -> None:
+        agent_id, prev, new, kind, now, last_mono, last_wall, deadline = event
+        if kind == 1:
+            self._recovered(agent_id, prev, now, last_mono, last_wall, deadline)
+            return
+        state = STATES[new]
+        if not self.alert_enabled.get(state, False):
+            return
+        details = {
+            "previous_state": STATES[prev].value,
+            "current_state": state.value,
+            "last_heartbeat": _iso(last_wall),
+            "elapsed_seconds": round((now - last_mono) / 1e9, 2),
+            "deadline_monotonic": deadline / 1e9,
+            "detected_monotonic": now / 1e9,
+        }
+        self.alerts += 1
+        callback = self.alert_callbacks.get(state)
+        if callback is None:
+            logger.warning("Agent %s health %s -> %s (no heartbeat for %ss)", agent_id,
+                           details["previous_state"], state.value, details["elapsed_seconds"])
+        else:
+            self._call(callback, agent_id, state, details)
+
+    def _recovered(self, agent_id: Any, prev: int, now: int, last_mono: int, wall: float,
+                   left_healthy: int) -> None:
+        logger.info("Agent %s recovered: %s -> healthy", agent_id, STATES[prev].value)
+        callback = self.recovery_callback
+        if not self.recovery_enabled or callback is None:
+            return
+        details = {
+            "previous_state": STATES[prev].value,
+            "current_state": HealthState.HEALTHY.value,
+            "last_heartbeat": _iso(wall),
+            "elapsed_seconds": round((now - last_mono) / 1e9, 2),
+            "downtime_seconds": round(max(now - left_healthy, 0) / 1e9, 3),
+        }
+        self._call(callback, agent_id, HealthState.HEALTHY, details)
+
+    def _call(self, callback: Callback, agent_id: Any, state: HealthState,
+              details: dict[str, Any]) -> None:
+        try:
+            callback(agent_id, state, details)
+        except Exception:
+            self.callback_errors += 1
+            logger.exception("Alert callback for agent %s (%s) raised", agent_id, state.value)

@@ -1,0 +1,390 @@
+"""Pure-Python engine: the interface and semantics of the compiled ``_engine_c``.
+
+A binary heap stands in for the timer wheel; deadlines fire at the same ticks, so both
+engines report the same transitions in the same order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Engine"]
+
+_H, _D, _C, _F = 0, 1, 2, 3
+_CROSSING, _RECOVERY = 0, 1
+_MAX_AHEAD = 1 << 40
+
+Event = tuple[Any, int, int, int, int, int, float, int]
+History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def _mult(reported: int, threshold: int) -> int:
+    return 1 if reported == _H else (2 if reported == _D else threshold)
+
+
+def _next(reported: int, threshold: int) -> int:
+    if reported == _H:
+        return _D
+    return _C if reported == _D and threshold > 2 else _F
+
+
+class _Agent:
+    __slots__ = ("clock", "hb", "hist", "interval_ns", "key", "last_mono", "last_wall",
+                 "reported", "ring", "seq", "started", "threshold", "token", "when")
+
+    def __init__(self, key: Any, interval_ns: int, threshold: int, now: int, wall: float,
+                 seq: int, history_size: int) -> None:
+        self.key = key
+        self.interval_ns = interval_ns
+        self.threshold = threshold
+        self.last_mono = now
+        self.last_wall = 0.0
+        self.clock = False
+        self.hb = False
+        self.hist = True
+        self.reported = _H
+        self.seq = seq
+        self.started = wall
+        self.ring: deque[tuple[float, Any]] = deque(maxlen=history_size)
+        self.when: int | None = None   # armed tick
+        self.token = 0                 # heap entries with another token are stale
+
+    def state(self, now: int) -> int:
+        if not self.clock:
+            return _H
+        e = now - self.last_mono
+        i = self.interval_ns
+        if e < i:
+            return _H
+        if e < 2 * i:
+            return _D
+        return _C if e < self.threshold * i else _F
+
+    def crossing_deadline(self) -> int:
+        return self.last_mono + _mult(self.reported, self.threshold) * self.interval_ns
+
+
+class Engine:
+    """Agent table + deadline heap + deques. Every method is safe from any thread."""
+
+    def __init__(self, *, history_size: int, tick_ms: int, clock: Any, states: tuple[Any, ...]
+                 ) -> None:
+        self._hsize = history_size
+        self._tick = tick_ms * 1_000_000
+        self._clock = clock
+        self._states = states
+        self._lock = threading.RLock()
+        self._agents: dict[Any, _Agent] = {}
+        self._stopped: dict[Any, History] = {}
+        self._stopped_total = 0
+        self._heap: list[tuple[int, int, _Agent]] = []
+        self._armed = 0
+        self._events: list[Event] = []
+        self._pending: list[tuple[int, int, Event]] = []
+        self._next_seq = 0
+        self._next_token = 0
+        self._sleep_tick = -(1 << 63)
+        self._wake_pending = False
+        self.notify: Callable[[], Any] | None = None
+        self.wake: Callable[[], Any] | None = None
+        self.transitions = 0
+        self.recoveries = 0
+        self._elapsed = self._now_mono() // self._tick
+
+    # -- clocks and arming ----------------------------------------------------------------
+
+    def _now_mono(self) -> int:
+        return time.monotonic_ns() if self._clock is None else int(self._clock.monotonic_ns())
+
+    def _now_wall(self) -> float:
+        return time.time() if self._clock is None else float(self._clock.time())
+
+    def _lookup(self, agent_id: Any) -> _Agent | None:
+        try:
+            return self._agents.get(agent_id)
+        except TypeError:
+            raise TypeError(
+                f"agent_id must be hashable, got {type(agent_id).__name__}") from None
+
+    def _disarm(self, a: _Agent) -> None:
+        if a.when is not None:
+            a.when = None
+            a.token = -1
+            self._armed -= 1
+
+    def _arm(self, a: _Agent, when: int) -> None:
+        self._disarm(a)
+        when = max(when, self._elapsed + 1)
+        when = min(when, self._elapsed + _MAX_AHEAD)
+        self._next_token += 1
+        a.when, a.token = when, self._next_token
+        self._armed += 1
+        heapq.heappush(self._heap, (when, a.token, a))
+        if when < self._sleep_tick:
+            self._sleep_tick = when
+            self._wake_pending = True
+
+    def _rearm(self, a: _Agent) -> None:
+        self._disarm(a)
+        if a.clock and a.reported != _F:
+            self._arm(a, _ceil_div(a.crossing_deadline(), self._tick))
+
+    def _emit(self, agent_id: Any, a: _Agent, prev: int, new: int, kind: int, deadline: int,
+              now: int, wall: float) -> None:
+        ev = (agent_id, prev, new, kind, now, a.last_mono, wall, deadline)
+        self._pending.append((deadline, a.seq, ev))
+        if kind == _CROSSING:
+            self.transitions += 1
+        else:
+            self.recoveries += 1
+
+    def _publish(self, sort: bool) -> int:
+        pending = self._pending
+        if sort:
+            pending.sort(key=lambda p: (p[0], p[1]))
+        self._events.extend(p[2] for p in pending)
+        self._pending = []
+        return len(pending)
+
+    def _after(self) -> None:
+        if self._wake_pending:
+            self._wake_pending = False
+            if self.wake is not None:
+                self.wake()
+
+    # -- registration ---------------------------------------------------------------------
+
+    def start(self, agent_id: Any, interval_ns: int, threshold: int, start_clock: bool) -> bool:
+        with self._lock:
+            if self._lookup(agent_id) is not None:
+                return False
+            now, wall = self._now_mono(), self._now_wall()
+            a = _Agent(agent_id, interval_ns, threshold, now, wall, self._next_seq, self._hsize)
+            self._next_seq += 1
+            if start_clock:
+                a.clock = True
+                self._arm(a, _ceil_div(now + interval_ns, self._tick))
+            old = self._stopped.pop(agent_id, None)
+            if old is not None:
+                self._stopped_total -= len(old[0])
+            self._agents[agent_id] = a
+        self._after()
+        return True
+
+    def stop(self, agent_id: Any) -> bool:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                return False
+            del self._agents[agent_id]
+            self._disarm(a)
+            if a.hist:
+                hist = self._ordered(a)
+                self._stopped[agent_id] = hist
+                self._stopped_total += len(hist[0])
+            return True
+
+    @staticmethod
+    def _ordered(a: _Agent) -> History:
+        ts = np.array([r[0] for r in a.ring], dtype=np.float64)
+        meta = [r[1] for r in a.ring]
+        return ts, (meta if any(m is not None for m in meta) else None)
+
+    # -- the hot path -----------------------------------------------------------------------
+
+    def record_heartbeat(self, agent_id: Any, metadata: Mapping[Any, Any] | None = None) -> bool:
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(
+                f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                return False
+            now, wall = self._now_mono(), self._now_wall()
+            a.ring.append((wall, metadata if metadata else None))
+            while a.clock and a.reported != _F:
+                d = a.crossing_deadline()
+                if d > now:
+                    break
+                new = _next(a.reported, a.threshold)
+                self._emit(agent_id, a, a.reported, new, _CROSSING, d, now, a.last_wall)
+                a.reported = new
+            if a.reported != _H:
+                self._emit(agent_id, a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns,
+                           now, wall)
+                a.reported = _H
+            a.last_mono, a.last_wall = now, wall
+            a.clock = a.hb = a.hist = True
+            if a.when is None:
+                self._arm(a, _ceil_div(now + a.interval_ns, self._tick))
+            queued = self._publish(sort=False) > 0
+        if queued and self.notify is not None:
+            self.notify()
+        self._after()
+        return True
+
+    def check_agent_health(self, agent_id: Any) -> Any:
+        now = self._now_mono()
+        a = self._lookup(agent_id)
+        if a is None:
+            raise ValueError(f"Agent {agent_id} not being monitored")
+        return self._states[a.state(now)]
+
+    # -- the wheel thread ---------------------------------------------------------------------
+
+    def advance(self) -> int:
+        with self._lock:
+            now = self._now_mono()
+            target = now // self._tick
+            heap = self._heap
+            while heap and heap[0][0] <= target:
+                when, token, a = heapq.heappop(heap)
+                if token != a.token:
+                    continue   # stale: the agent was re-armed or stopped since
+                self._elapsed = max(self._elapsed, when)
+                a.when = None
+                self._armed -= 1
+                while a.clock and a.reported != _F:
+                    d = a.crossing_deadline()
+                    if _ceil_div(d, self._tick) > when:
+                        self._arm(a, _ceil_div(d, self._tick))
+                        break
+                    new = _next(a.reported, a.threshold)
+                    self._emit(a.key, a, a.reported, new, _CROSSING, d, now, a.last_wall)
+                    a.reported = new
+            self._elapsed = max(self._elapsed, target)
+            return self._publish(sort=True)
+
+    def next_deadline_ns(self) -> int | None:
+        with self._lock:
+            heap = self._heap
+            while heap and heap[0][1] != heap[0][2].token:
+                heapq.heappop(heap)
+            self._sleep_tick = heap[0][0] if heap else (1 << 63) - 1
+            self._wake_pending = False
+            return heap[0][0] * self._tick if heap else None
+
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def now(self) -> tuple[int, float]:
+        return self._now_mono(), self._now_wall()
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def unhealthy(self, min_code: int) -> list[Any]:
+        with self._lock:
+            now = self._now_mono()
+            return [k for k, a in self._agents.items() if a.state(now) >= min_code]
+
+    def counts(self) -> tuple[int, list[int], int]:
+        with self._lock:
+            now = self._now_mono()
+            c = [0, 0, 0, 0]
+            records = self._stopped_total
+            for a in self._agents.values():
+                c[a.state(now)] += 1
+                if a.hist:
+                    records += len(a.ring)
+            return len(self._agents), c, records
+
+    def pending_deadlines(self) -> int:
+        return self._armed
+
+    @property
+    def active(self) -> int:
+        return len(self._agents)
+
+    # -- per-agent views ----------------------------------------------------------------------
+
+    def ids(self) -> list[Any]:
+        return list(self._agents)
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def __contains__(self, agent_id: Any) -> bool:
+        return agent_id in self._agents
+
+    def info(self, agent_id: Any) -> tuple[int, int, float, int, float] | None:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                return None
+            return (a.interval_ns, a.threshold, a.last_wall if a.hb else 0, a.reported,
+                    a.started)
+
+    def set_field(self, agent_id: Any, field: str, value: Any) -> None:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                raise KeyError(agent_id)
+            if field == "last_heartbeat":
+                if value:
+                    now, wall = self._now_mono(), self._now_wall()
+                    a.last_wall = value
+                    a.last_mono = now - round((wall - value) * 1e9)
+                    a.clock = a.hb = True
+                else:
+                    a.last_wall = 0.0
+                    a.clock = a.hb = False
+            elif field == "last_state":
+                a.reported = value
+            elif field == "interval_ns":
+                a.interval_ns = value
+            elif field == "failure_threshold":
+                a.threshold = value
+            elif field == "started_at":
+                a.started = value
+            else:
+                raise KeyError(field)
+            self._rearm(a)
+        self._after()
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history_ids(self) -> list[Any]:
+        with self._lock:
+            return [k for k, a in self._agents.items() if a.hist] + list(self._stopped)
+
+    def history(self, agent_id: Any) -> History | None:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                return self._stopped.get(agent_id)
+            return self._ordered(a) if a.hist else None
+
+    def history_len(self, agent_id: Any) -> int:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is not None:
+                return len(a.ring) if a.hist else -1
+            old = self._stopped.get(agent_id)
+            return -1 if old is None else len(old[0])
+
+    def drop_history(self, agent_id: Any) -> bool:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is not None:
+                if not a.hist:
+                    return False
+                a.ring.clear()
+                a.hist = False
+                return True
+            old = self._stopped.pop(agent_id, None)
+            if old is None:
+                return False
+            self._stopped_total -= len(old[0])
+            return True

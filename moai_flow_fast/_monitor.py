@@ -1,0 +1,240 @@
+"""The HeartbeatMonitor facade: MoAI-Flow's documented API over a compiled or pure engine."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from datetime import datetime
+from typing import Any
+
+from ._alerts import AlertDispatcher, Callback
+from ._background import Background
+from ._clock import Clock, SystemClock, VirtualClock
+from ._engine import engine_class, engine_name
+from ._state import STATES, HealthState
+from ._validate import check_agent_id, check_ms, check_whole
+from ._validate import check_interval_ms as _check_interval
+from ._views import AgentsView, HistoryView, records
+
+__all__ = ["HeartbeatMonitor"]
+
+_NS = 1_000_000_000
+
+
+def _stop_background(background: Background) -> None:
+    background.stop()
+
+
+class HeartbeatMonitor:
+    """Watches agents' heartbeats and reports, to the tick, when each goes quiet.
+
+    The positional arguments and every documented method behave as MoAI-Flow's
+    `HeartbeatMonitor`; the keyword-only arguments are additions:
+
+    - `tick_ms`: timer-wheel resolution; a crossing is reported at most one tick late.
+    - `clock`: a `VirtualClock` (or any `Clock`) for virtual time; None = system clocks.
+    - `background`: run the wheel and dispatcher threads (default: only with system clocks).
+      Without them, `advance()` drives time and callbacks run in the calling thread.
+    - `engine`: "auto", "compiled", "pure" or an engine class.
+    - `start_clock_on_register`: start an agent's clock when it is registered, so an agent
+      that dies before its first heartbeat is detected (Part A waits for one).
+    """
+
+    def __init__(
+        self,
+        interval_ms: int = 5000,
+        failure_threshold: int = 3,
+        history_size: int = 100,
+        check_interval_ms: int = 1000,
+        *,
+        tick_ms: int = 10,
+        clock: Clock | None = None,
+        background: bool | None = None,
+        engine: Any = "auto",
+        start_clock_on_register: bool = False,
+    ) -> None:
+        interval = check_ms("interval_ms", interval_ms, 100)
+        threshold = check_whole("failure_threshold", failure_threshold, 1)
+        history = check_whole("history_size", history_size, 1)
+        check_ms("check_interval_ms", check_interval_ms, 100)
+        _check_interval(interval, threshold)
+        tick = check_whole("tick_ms", tick_ms, 1, 60_000)
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError("clock must have monotonic_ns() and time() methods, "
+                            f"got {type(clock).__name__}")
+        if background is not None and not isinstance(background, bool):
+            raise TypeError(f"background must be a bool or None, got {type(background).__name__}")
+        if not isinstance(start_clock_on_register, bool):
+            raise TypeError("start_clock_on_register must be a bool, "
+                            f"got {type(start_clock_on_register).__name__}")
+        cls = engine_class(engine)
+
+        self.default_interval_ms = interval_ms
+        self.default_failure_threshold = failure_threshold
+        self.history_size = history_size
+        self.check_interval_ms = check_interval_ms
+        self.tick_ms = tick
+        self.start_clock_on_register = start_clock_on_register
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self.engine_name = engine_name(cls)
+        system = clock is None or type(clock) is SystemClock
+        self._engine = cls(history_size=history, tick_ms=tick,
+                           clock=None if system else clock, states=STATES)
+        self._dispatcher = AlertDispatcher(self._engine)
+        self._engine.notify = self._dispatcher.drain
+        self.monitoring_agents = AgentsView(self._engine)
+        self.heartbeat_history = HistoryView(self._engine)
+        self.alert_enabled = self._dispatcher.alert_enabled
+        self.alert_callbacks = self._dispatcher.alert_callbacks
+        self.shutdown_event = threading.Event()
+        self._background = Background(self._engine, self._dispatcher, self.shutdown_event)
+        self._finalizer = weakref.finalize(self, _stop_background, self._background)
+        self.monitoring_thread: threading.Thread | None = None
+
+        # The hot calls go straight to the engine, unless a subclass overrides them.
+        if type(self).record_heartbeat is HeartbeatMonitor.record_heartbeat:
+            self.record_heartbeat = self._engine.record_heartbeat  # type: ignore[method-assign]
+        if type(self).check_agent_health is HeartbeatMonitor.check_agent_health:
+            self.check_agent_health = self._engine.check_agent_health  # type: ignore[method-assign]
+
+        if system if background is None else background:
+            self._start_background_monitoring()
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def start_monitoring(self, agent_id: Any, interval_ms: int | None = None,
+                         failure_threshold: int | None = None, *,
+                         start_clock: bool | None = None) -> bool:
+        """Start monitoring `agent_id`; False (and no change) if it is already monitored."""
+        check_agent_id(agent_id)
+        if interval_ms is None:
+            interval_ms = self.default_interval_ms
+        threshold = check_whole("failure_threshold", self.default_failure_threshold
+                                if failure_threshold is None else failure_threshold, 1)
+        _, interval_ns = _check_interval(interval_ms, threshold)
+        if start_clock is None:
+            start_clock = self.start_clock_on_register
+        elif not isinstance(start_clock, bool):
+            raise TypeError(f"start_clock must be a bool or None, got {type(start_clock).__name__}")
+        return bool(self._engine.start(agent_id, interval_ns, threshold, start_clock))
+
+    def stop_monitoring(self, agent_id: Any) -> bool:
+        """Stop monitoring `agent_id`, keeping its history; False if it was not monitored."""
+        check_agent_id(agent_id)
+        return bool(self._engine.stop(agent_id))
+
+    def record_heartbeat(self, agent_id: Any, metadata: dict[str, Any] | None = None) -> bool:
+        """Record a heartbeat now; False (nothing recorded) if `agent_id` is not monitored."""
+        return bool(self._engine.record_heartbeat(agent_id, metadata))
+
+    def check_agent_health(self, agent_id: Any) -> HealthState:
+        """The agent's state now. ValueError if it is not monitored."""
+        return self._engine.check_agent_health(agent_id)  # type: ignore[no-any-return]
+
+    def get_unhealthy_agents(self, min_state: HealthState = HealthState.DEGRADED) -> list[Any]:
+        """Monitored agents at least as severe as `min_state`, in registration order."""
+        if not isinstance(min_state, HealthState):
+            raise TypeError(f"min_state must be a HealthState, got {type(min_state).__name__}")
+        return self._engine.unhealthy(min_state.severity)  # type: ignore[no-any-return]
+
+    def get_heartbeat_history(self, agent_id: Any,
+                              time_range: tuple[datetime, datetime] | None = None
+                              ) -> list[dict[str, Any]]:
+        """The agent's records, oldest first, optionally with start <= timestamp <= end."""
+        check_agent_id(agent_id)
+        lo = hi = None
+        if time_range is not None:
+            if (not isinstance(time_range, (tuple, list)) or len(time_range) != 2
+                    or not all(isinstance(t, datetime) for t in time_range)):
+                raise TypeError("time_range must be a (start, end) pair of datetime objects")
+            lo, hi = time_range[0].timestamp(), time_range[1].timestamp()
+        return records(self._engine.history(agent_id), lo, hi)
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def configure_alerts(
+        self,
+        on_degraded: bool | None = None,
+        on_critical: bool | None = None,
+        on_failed: bool | None = None,
+        degraded_callback: Callback | None = None,
+        critical_callback: Callback | None = None,
+        failed_callback: Callback | None = None,
+        *,
+        on_recovery: bool | None = None,
+        recovery_callback: Callback | None = None,
+    ) -> None:
+        """Enable or disable alerts and set callbacks; None leaves a setting unchanged.
+        A recovery callback (keyword-only) also enables recovery alerts."""
+        flags = {"on_degraded": on_degraded, "on_critical": on_critical,
+                 "on_failed": on_failed, "on_recovery": on_recovery}
+        for name, flag in flags.items():
+            if flag is not None and not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool or None, got {type(flag).__name__}")
+        callbacks = {"degraded_callback": degraded_callback,
+                     "critical_callback": critical_callback,
+                     "failed_callback": failed_callback,
+                     "recovery_callback": recovery_callback}
+        for name, cb in callbacks.items():
+            if cb is not None and not callable(cb):
+                raise TypeError(f"{name} must be callable, got {type(cb).__name__}")
+        states = (HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILED)
+        for state, flag, cb in zip(states, (on_degraded, on_critical, on_failed),
+                                   (degraded_callback, critical_callback, failed_callback)):
+            if flag is not None:
+                self.alert_enabled[state] = flag
+            if cb is not None:
+                self.alert_callbacks[state] = cb
+        if recovery_callback is not None:
+            self._dispatcher.recovery_callback = recovery_callback
+            self._dispatcher.recovery_enabled = True
+        if on_recovery is not None:
+            self._dispatcher.recovery_enabled = on_recovery
+
+    # -- stats and lifecycle ------------------------------------------------------------------
+
+    def get_monitoring_stats(self) -> dict[str, Any]:
+        """Part A's counts, plus the engine's own."""
+        agents, c, records_held = self._engine.counts()
+        thread = self.monitoring_thread
+        return {
+            "total_agents": agents,
+            "health_distribution": {"healthy": c[0], "degraded": c[1], "critical": c[2],
+                                    "failed": c[3]},
+            "total_heartbeats": records_held,
+            "monitoring_thread_alive": thread is not None and thread.is_alive(),
+            "engine": self.engine_name,
+            "tick_ms": self.tick_ms,
+            "transitions": self._engine.transitions,
+            "recoveries": self._engine.recoveries,
+            "alerts_raised": self._dispatcher.alerts,
+            "callback_errors": self._dispatcher.callback_errors,
+            "pending_deadlines": self._engine.pending_deadlines(),
+        }
+
+    def advance(self, to: float | None = None) -> int:
+        """Process every deadline due by the clock's now (first set to `to`, monotonic
+        seconds, with a VirtualClock). Without background threads, the alerts found are
+        dispatched before this returns. Returns the number of threshold crossings."""
+        if to is not None:
+            if not isinstance(self.clock, VirtualClock):
+                raise TypeError("advance(to=...) needs a VirtualClock; pass clock=VirtualClock()")
+            self.clock.set(to)
+        found = int(self._engine.advance())
+        if self.monitoring_thread is not None and self.monitoring_thread.is_alive():
+            self._background.dispatch_wake.set()
+        else:
+            self._dispatcher.drain()
+        return found
+
+    def shutdown(self) -> None:
+        """Stop the background threads (waiting at most 5 s each); harmless when repeated."""
+        self._background.stop()
+
+    def _start_background_monitoring(self) -> None:
+        """Start the background threads if they are not running."""
+        self.monitoring_thread = self._background.start()
+
+    def __repr__(self) -> str:
+        return (f"HeartbeatMonitor(agents={len(self._engine)}, engine={self.engine_name!r}, "
+                f"interval_ms={self.default_interval_ms}, tick_ms={self.tick_ms})")

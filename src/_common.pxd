@@ -1,0 +1,108 @@
+# cython: language_level=3
+# Shared C types of the compiled engine: the per-agent record, the timer wheel and
+# the transition events that the wheel hands back to Python.
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+# Health state codes; they index HealthState members in severity order.
+cdef enum:
+    ST_HEALTHY = 0
+    ST_DEGRADED = 1
+    ST_CRITICAL = 2
+    ST_FAILED = 3
+
+# Agent flag bits.
+cdef enum:
+    F_ACTIVE = 1    # slot holds a monitored agent
+    F_CLOCK = 2     # last_mono is meaningful: a heartbeat was seen or the clock started at registration
+    F_HB = 4        # at least one heartbeat recorded (Part A: last_heartbeat != 0)
+    F_HIST = 8      # the agent has a history entry (removed by `del heartbeat_history[id]`)
+    F_META = 16     # a metadata list exists for this slot
+
+# Event kinds.
+cdef enum:
+    EV_CROSSING = 0
+    EV_RECOVERY = 1
+
+# Wheel geometry: 7 levels of 64 slots cover 2**42 ticks (about 1,390 years at 10 ms).
+cdef enum:
+    WHEEL_BITS = 6
+    WHEEL_SLOTS = 64
+    WHEEL_LEVELS = 7
+    WHEEL_BUCKETS = 448   # WHEEL_LEVELS * WHEEL_SLOTS
+
+# Everything the heartbeat path and the wheel touch sits in one 64-byte record, so a
+# heartbeat or an expiry costs one cache line per agent.
+ctypedef struct Agent:
+    int64_t last_mono      # monotonic ns of the last heartbeat (or of registration)
+    int64_t interval_ns
+    int64_t when           # tick of the armed deadline
+    double last_wall       # Unix seconds of the last heartbeat, 0.0 before the first
+    int32_t next           # intrusive bucket list links, -1 terminated
+    int32_t prev
+    int32_t head           # next write position in the history ring
+    int32_t count          # records held in the history ring
+    int32_t threshold
+    uint32_t gen           # bumped when the slot is freed, so stale handles never match
+    int16_t bucket         # level * 64 + slot, -1 when no deadline is armed
+    int8_t reported        # the state last reported (Part A last_state)
+    uint8_t flags
+    int32_t _pad
+
+ctypedef struct Wheel:
+    int64_t elapsed                   # every tick <= elapsed has been processed
+    uint64_t occupied[WHEEL_LEVELS]   # bit s set <=> bucket (level, s) is non-empty
+    int32_t heads[WHEEL_BUCKETS]
+    int64_t armed                     # number of pending deadlines
+
+ctypedef struct Event:
+    int64_t deadline       # ns; crossing: threshold time, recovery: when the agent left HEALTHY
+    int64_t seq            # registration sequence, the tie-break of the report order
+    int64_t now            # ns at detection
+    int64_t last_mono      # ns of the heartbeat the crossing is measured from
+    double last_wall
+    int32_t slot
+    int8_t prev
+    int8_t new
+    int8_t kind
+    int8_t _pad
+
+
+cdef inline int64_t ceil_div(int64_t a, int64_t b) noexcept nogil:
+    # C division truncates toward zero, which is a floor for a >= 0 and a ceiling for a < 0.
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+cdef inline int64_t crossing_mult(int reported, int32_t threshold) noexcept nogil:
+    # Next threshold, in intervals, from the state last reported: DEGRADED at 1 I,
+    # CRITICAL (or FAILED when T <= 2) at 2 I, FAILED at T I.
+    if reported == ST_HEALTHY:
+        return 1
+    if reported == ST_DEGRADED:
+        return 2
+    return threshold
+
+
+cdef inline int8_t crossing_next(int reported, int32_t threshold) noexcept nogil:
+    if reported == ST_HEALTHY:
+        return ST_DEGRADED
+    if reported == ST_DEGRADED and threshold > 2:
+        return ST_CRITICAL
+    return ST_FAILED
+
+
+cdef inline int state_of(Agent* a, int64_t now) noexcept nogil:
+    # The Part A state function on integer nanoseconds, so its edges are exact.
+    cdef int64_t e
+    if not (a.flags & F_CLOCK):
+        return ST_HEALTHY
+    e = now - a.last_mono
+    if e < a.interval_ns:
+        return ST_HEALTHY
+    if e < 2 * a.interval_ns:
+        return ST_DEGRADED
+    if e < a.threshold * a.interval_ns:
+        return ST_CRITICAL
+    return ST_FAILED

@@ -1,0 +1,727 @@
+# cython: language_level=3
+"""Compiled engine: the agent table, the hierarchical timer wheel and the history rings.
+
+Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
+"""
+
+cimport cython
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.pythread cimport (
+    NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
+    PyThread_free_lock, PyThread_release_lock, PyThread_type_lock,
+)
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport qsort
+from libc.string cimport memset
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+
+from _common cimport (
+    Agent, Event, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
+    F_META, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult, crossing_next, state_of,
+)
+from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
+
+import numpy as np
+
+from collections.abc import Mapping
+
+cdef extern from "pythread.h":
+    unsigned long PyThread_get_thread_ident() nogil
+
+__all__ = ["Engine"]
+
+cdef enum:
+    CHUNK_BITS = 10        # history rings are allocated 1024 agents at a time
+    CHUNK = 1024
+
+# Ticks; a farther deadline is parked and re-armed when it comes up.
+cdef int64_t MAX_AHEAD = (<int64_t>1) << 40
+
+
+cdef int _event_order(const void* x, const void* y) noexcept nogil:
+    cdef const Event* a = <const Event*>x
+    cdef const Event* b = <const Event*>y
+    if a.deadline != b.deadline:
+        return -1 if a.deadline < b.deadline else 1
+    if a.seq != b.seq:
+        return -1 if a.seq < b.seq else 1
+    return 0
+
+
+cdef int _slot_order(const void* x, const void* y) noexcept nogil:
+    # Pairs of (seq, slot) sorted by registration sequence.
+    cdef const int64_t* a = <const int64_t*>x
+    cdef const int64_t* b = <const int64_t*>y
+    return -1 if a[0] < b[0] else (1 if a[0] > b[0] else 0)
+
+
+@cython.final
+cdef class Engine:
+    """Agent table + timer wheel + rings. Every method is safe from any thread."""
+
+    cdef Agent* _agents
+    cdef int64_t* _seq
+    cdef double* _started
+    cdef int32_t* _free
+    cdef int32_t _nfree
+    cdef int32_t _high           # slots ever used
+    cdef int32_t _cap
+    cdef int32_t _hsize
+    cdef double** _rings         # one pointer per chunk of CHUNK agents
+    cdef int32_t _nchunks
+    cdef list _chunk_arrays      # keeps the numpy chunks alive
+    cdef Wheel _wheel
+    cdef int64_t _tick
+    cdef int64_t _next_seq
+    cdef int64_t _sleep_tick     # the tick the timing thread sleeps until
+    cdef bint _wake_pending
+    cdef Event* _ev
+    cdef Py_ssize_t _nev
+    cdef Py_ssize_t _evcap
+    cdef bint _oom
+    cdef PyThread_type_lock _mutex
+    cdef unsigned long _owner
+    cdef bint _sysclock
+    cdef object _clock
+    cdef tuple _states
+    cdef dict _index             # agent id -> handle (slot | gen << 32)
+    cdef list _ids               # slot -> agent id
+    cdef dict _meta              # slot -> list of metadata per ring position
+    cdef dict _stopped           # agent id -> (timestamps, metadata list or None)
+    cdef int64_t _stopped_total
+    cdef list _events
+    cdef public object notify    # called, outside the lock, when record_heartbeat queued events
+    cdef public object wake      # called, outside the lock, when a sooner deadline was armed
+    cdef readonly int64_t transitions
+    cdef readonly int64_t recoveries
+    cdef readonly int64_t active
+
+    def __cinit__(self):
+        self._mutex = PyThread_allocate_lock()
+        if self._mutex == NULL:
+            raise MemoryError()
+
+    def __init__(self, *, int history_size, int tick_ms, clock, tuple states):
+        self._hsize = history_size
+        self._tick = <int64_t>tick_ms * 1000000
+        self._sysclock = clock is None
+        self._clock = clock
+        self._states = states
+        self._index = {}
+        self._ids = []
+        self._meta = {}
+        self._stopped = {}
+        self._events = []
+        self._chunk_arrays = []
+        self._sleep_tick = INT64_MIN
+        self.notify = None
+        self.wake = None
+        wheel_init(&self._wheel, self._now_mono() // self._tick)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self._agents)
+        PyMem_RawFree(self._seq)
+        PyMem_RawFree(self._started)
+        PyMem_RawFree(self._free)
+        PyMem_RawFree(self._rings)
+        PyMem_RawFree(self._ev)
+        if self._mutex != NULL:
+            PyThread_free_lock(self._mutex)
+
+    # -- locking and clocks ---------------------------------------------------------
+
+    cdef inline int _lock(self) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._owner == me:
+            raise RuntimeError("monitor re-entered from inside its own critical section "
+                               "(an agent id's __hash__/__eq__ or a finalizer called it)")
+        if not PyThread_acquire_lock(self._mutex, NOWAIT_LOCK):
+            # Wait without the GIL: the holder may be the wheel thread, which needs it back.
+            with nogil:
+                PyThread_acquire_lock(self._mutex, WAIT_LOCK)
+        self._owner = me
+        return 0
+
+    cdef inline void _unlock(self) noexcept:
+        self._owner = 0
+        PyThread_release_lock(self._mutex)
+
+    cdef inline int64_t _now_mono(self) except? -1:
+        cdef timespec ts
+        if self._sysclock:
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+        return self._clock.monotonic_ns()
+
+    cdef inline double _now_wall(self) except? -1.0:
+        cdef timespec ts
+        if self._sysclock:
+            clock_gettime(CLOCK_REALTIME, &ts)
+            return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+        return self._clock.time()
+
+    cdef inline double* _ring(self, int32_t s) noexcept nogil:
+        return self._rings[s >> CHUNK_BITS] + <Py_ssize_t>(s & (CHUNK - 1)) * self._hsize
+
+    cdef inline int32_t _slot_of(self, object agent_id) except -2:
+        # -1 when not monitored. Called with the lock held.
+        cdef object h
+        try:
+            h = self._index.get(agent_id)
+        except TypeError:
+            raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
+        if h is None:
+            return -1
+        return <int32_t>(<uint64_t>h & 0xFFFFFFFF)
+
+    cdef inline void _after(self):
+        # Hooks run outside the lock: they may re-enter the engine.
+        if self._wake_pending:
+            self._wake_pending = False
+            if self.wake is not None:
+                self.wake()
+
+    # -- wheel ----------------------------------------------------------------------
+
+    cdef void _arm(self, int32_t s, int64_t when) noexcept nogil:
+        if when <= self._wheel.elapsed:
+            when = self._wheel.elapsed + 1
+        elif when - self._wheel.elapsed > MAX_AHEAD:
+            when = self._wheel.elapsed + MAX_AHEAD
+        wheel_insert(&self._wheel, self._agents, s, when)
+        if when < self._sleep_tick:
+            self._sleep_tick = when
+            self._wake_pending = True
+
+    cdef void _rearm(self, int32_t s) noexcept nogil:
+        # Exact re-arm after a field changed behind the wheel's back.
+        cdef Agent* a = &self._agents[s]
+        wheel_remove(&self._wheel, self._agents, s)
+        if (a.flags & F_CLOCK) and a.reported != ST_FAILED:
+            self._arm(s, ceil_div(a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
+                                  self._tick))
+
+    cdef int _emit(self, int32_t s, int prev, int new, int kind, int64_t deadline,
+                   int64_t now, double wall) noexcept nogil:
+        cdef Event* grown
+        cdef Event* e
+        cdef Py_ssize_t cap
+        if self._nev == self._evcap:
+            cap = self._evcap * 2 if self._evcap else 256
+            grown = <Event*>PyMem_RawRealloc(self._ev, cap * sizeof(Event))
+            if grown == NULL:
+                self._oom = True
+                return -1
+            self._ev = grown
+            self._evcap = cap
+        e = &self._ev[self._nev]
+        self._nev += 1
+        e.deadline = deadline
+        e.seq = self._seq[s]
+        e.now = now
+        e.last_mono = self._agents[s].last_mono
+        e.last_wall = wall
+        e.slot = s
+        e.prev = <int8_t>prev
+        e.new = <int8_t>new
+        e.kind = <int8_t>kind
+        if kind == EV_CROSSING:
+            self.transitions += 1
+        else:
+            self.recoveries += 1
+        return 0
+
+    cdef void _expire(self, int32_t s, int64_t tick, int64_t now) noexcept nogil:
+        # Lazy re-arm: the deadline is a lower bound of the next crossing. Look at the
+        # last heartbeat and either report every crossing that is due or re-arm.
+        cdef Agent* a = &self._agents[s]
+        cdef int64_t d
+        cdef int8_t new
+        while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
+            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+            if ceil_div(d, self._tick) > tick:
+                self._arm(s, ceil_div(d, self._tick))
+                return
+            new = crossing_next(a.reported, a.threshold)
+            self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
+            a.reported = new
+
+    cdef Py_ssize_t _advance_to(self, int64_t target, int64_t now) noexcept nogil:
+        cdef Py_ssize_t start = self._nev
+        cdef int64_t due
+        cdef int b
+        cdef int32_t s, nx
+        while True:
+            b = wheel_next(&self._wheel, &due)
+            if b < 0 or due > target:
+                break
+            self._wheel.elapsed = due
+            s = wheel_take(&self._wheel, b)
+            while s >= 0:
+                nx = self._agents[s].next
+                self._agents[s].bucket = -1
+                self._wheel.armed -= 1
+                if self._agents[s].when > due:
+                    wheel_insert(&self._wheel, self._agents, s, self._agents[s].when)  # cascade
+                else:
+                    self._expire(s, due, now)
+                s = nx
+        if self._wheel.elapsed < target:
+            self._wheel.elapsed = target
+        return self._nev - start
+
+    cdef int _publish(self, Py_ssize_t start) except -1:
+        # Turn C events into Python tuples (with the lock held, so slots are still valid).
+        cdef Py_ssize_t i
+        cdef Event* e
+        if self._oom:
+            self._oom = False
+            self._nev = start
+            raise MemoryError("no memory for transition events")
+        append = self._events.append
+        for i in range(start, self._nev):
+            e = &self._ev[i]
+            append((self._ids[e.slot], e.prev, e.new, e.kind, e.now, e.last_mono, e.last_wall,
+                    e.deadline))
+        self._nev = start
+        return 0
+
+    # -- growth ---------------------------------------------------------------------
+
+    cdef int _grow(self) except -1:
+        cdef int32_t cap = self._cap * 2 if self._cap else CHUNK
+        cdef Agent* agents = <Agent*>PyMem_RawRealloc(self._agents, cap * sizeof(Agent))
+        if agents == NULL:
+            raise MemoryError()
+        self._agents = agents
+        cdef int64_t* seq = <int64_t*>PyMem_RawRealloc(self._seq, cap * sizeof(int64_t))
+        if seq == NULL:
+            raise MemoryError()
+        self._seq = seq
+        cdef double* started = <double*>PyMem_RawRealloc(self._started, cap * sizeof(double))
+        if started == NULL:
+            raise MemoryError()
+        self._started = started
+        cdef int32_t* free = <int32_t*>PyMem_RawRealloc(self._free, cap * sizeof(int32_t))
+        if free == NULL:
+            raise MemoryError()
+        self._free = free
+        cdef int32_t nchunks = cap >> CHUNK_BITS
+        cdef double** rings = <double**>PyMem_RawRealloc(self._rings, nchunks * sizeof(double*))
+        if rings == NULL:
+            raise MemoryError()
+        self._rings = rings
+        cdef double[:, ::1] view
+        while self._nchunks < nchunks:
+            chunk = np.empty((CHUNK, self._hsize), dtype=np.float64)
+            view = chunk
+            self._chunk_arrays.append(chunk)
+            self._rings[self._nchunks] = &view[0, 0]
+            self._nchunks += 1
+        memset(&self._agents[self._cap], 0, (cap - self._cap) * sizeof(Agent))
+        self._ids.extend([None] * (cap - self._cap))
+        self._cap = cap
+        return 0
+
+    # -- registration -----------------------------------------------------------------
+
+    def start(self, agent_id, int64_t interval_ns, int32_t threshold, bint start_clock):
+        """Register an agent; False if it is already monitored."""
+        cdef int32_t s
+        cdef Agent* a
+        cdef int64_t now
+        cdef double wall
+        self._lock()
+        try:
+            if self._slot_of(agent_id) >= 0:
+                return False
+            now = self._now_mono()
+            wall = self._now_wall()
+            if self._nfree:
+                self._nfree -= 1
+                s = self._free[self._nfree]
+            else:
+                if self._high == self._cap:
+                    self._grow()
+                s = self._high
+                self._high += 1
+            a = &self._agents[s]
+            a.interval_ns = interval_ns
+            a.threshold = threshold
+            a.reported = ST_HEALTHY
+            a.flags = F_ACTIVE | F_HIST
+            a.head = 0
+            a.count = 0
+            a.last_wall = 0.0
+            a.last_mono = now
+            a.bucket = -1
+            a.next = -1
+            a.prev = -1
+            self._seq[s] = self._next_seq
+            self._next_seq += 1
+            self._started[s] = wall
+            if start_clock:
+                a.flags |= F_CLOCK
+                self._arm(s, ceil_div(now + interval_ns, self._tick))
+            old = self._stopped.pop(agent_id, None)
+            if old is not None:
+                self._stopped_total -= len(old[0])
+            self._ids[s] = agent_id
+            # Published last: lock-free readers see a fully initialised slot.
+            self._index[agent_id] = <uint64_t>s | (<uint64_t>a.gen << 32)
+            self.active += 1
+        finally:
+            self._unlock()
+        self._after()
+        return True
+
+    def stop(self, agent_id):
+        """Stop monitoring; the history is kept. False if the agent was not monitored."""
+        cdef int32_t s
+        cdef Agent* a
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                return False
+            del self._index[agent_id]
+            a = &self._agents[s]
+            wheel_remove(&self._wheel, self._agents, s)
+            meta = self._meta.pop(s, None)
+            if a.flags & F_HIST:
+                ts, order = self._ordered(s)
+                if meta is not None:
+                    meta = [meta[i] for i in order]
+                self._stopped[agent_id] = (ts, meta)
+                self._stopped_total += len(ts)
+            a.flags = 0
+            a.gen += 1
+            self._ids[s] = None
+            self._free[self._nfree] = s
+            self._nfree += 1
+            self.active -= 1
+        finally:
+            self._unlock()
+        return True
+
+    cdef tuple _ordered(self, int32_t s):
+        # The ring of slot s, oldest first, and the ring positions in that order.
+        cdef Agent* a = &self._agents[s]
+        cdef double* ring = self._ring(s)
+        cdef Py_ssize_t n = a.count, i, first = (a.head - a.count) % self._hsize
+        if first < 0:
+            first += self._hsize
+        out = np.empty(n, dtype=np.float64)
+        cdef double[::1] o = out
+        order = []
+        for i in range(n):
+            o[i] = ring[(first + i) % self._hsize]
+            order.append((first + i) % self._hsize)
+        return out, order
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def record_heartbeat(self, agent_id, metadata=None):
+        """Record a heartbeat now; False (nothing recorded) if the agent is not monitored."""
+        cdef int32_t s, pos
+        cdef Agent* a
+        cdef int64_t now, d
+        cdef double wall
+        cdef int8_t new
+        cdef Py_ssize_t start
+        cdef bint queued = False
+        if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                return False
+            now = self._now_mono()
+            wall = self._now_wall()
+            a = &self._agents[s]
+            pos = a.head
+            self._ring(s)[pos] = wall
+            a.head = pos + 1 if pos + 1 < self._hsize else 0
+            if a.count < self._hsize:
+                a.count += 1
+            if metadata or (a.flags & F_META):
+                self._store_meta(s, pos, metadata)
+            if (a.reported != ST_HEALTHY or a.bucket < 0
+                    or ((a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns)):
+                # Slow path: report crossings the wheel has not reached yet, recover, arm.
+                start = self._nev
+                while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
+                    d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+                    if d > now:
+                        break
+                    new = crossing_next(a.reported, a.threshold)
+                    self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
+                    a.reported = new
+                if a.reported != ST_HEALTHY:
+                    self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY,
+                               a.last_mono + a.interval_ns, now, wall)
+                    a.reported = ST_HEALTHY
+                a.last_mono = now
+                a.last_wall = wall
+                a.flags |= F_CLOCK | F_HB | F_HIST
+                if a.bucket < 0:
+                    self._arm(s, ceil_div(now + a.interval_ns, self._tick))
+                queued = self._nev > start
+                self._publish(start)
+            else:
+                a.last_mono = now
+                a.last_wall = wall
+                a.flags |= F_CLOCK | F_HB | F_HIST
+        finally:
+            self._unlock()
+        if queued and self.notify is not None:
+            self.notify()
+        if self._wake_pending:
+            self._after()
+        return True
+
+    cdef int _store_meta(self, int32_t s, int32_t pos, object metadata) except -1:
+        lst = self._meta.get(s)
+        if lst is None:
+            lst = [None] * self._hsize
+            self._meta[s] = lst
+            self._agents[s].flags |= F_META
+        lst[pos] = metadata if metadata else None
+        return 0
+
+    def check_agent_health(self, agent_id):
+        """The state function now. ValueError for an unknown agent."""
+        cdef int64_t now = self._now_mono()
+        cdef object h
+        try:
+            h = self._index.get(agent_id)
+        except TypeError:
+            raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
+        if h is None:
+            raise ValueError(f"Agent {agent_id} not being monitored")
+        return self._states[state_of(&self._agents[<uint64_t>h & 0xFFFFFFFF], now)]
+
+    # -- the wheel thread ---------------------------------------------------------------
+
+    def advance(self):
+        """Process every deadline due by now (clock read under the lock); returns crossings."""
+        cdef int64_t now
+        cdef Py_ssize_t start, n = 0
+        self._lock()
+        try:
+            now = self._now_mono()
+            start = self._nev
+            with nogil:
+                n = self._advance_to(now // self._tick, now)
+                if n > 1:
+                    qsort(&self._ev[start], n, sizeof(Event), _event_order)
+            self._publish(start)
+        finally:
+            self._unlock()
+        return n
+
+    def next_deadline_ns(self):
+        """Monotonic ns at which the earliest occupied bucket is due, or None if none;
+        a deadline armed sooner from now on triggers the `wake` hook."""
+        cdef int64_t due
+        cdef int b
+        self._lock()
+        try:
+            b = wheel_next(&self._wheel, &due)
+            self._sleep_tick = due if b >= 0 else INT64_MAX
+            self._wake_pending = False
+        finally:
+            self._unlock()
+        return due * self._tick if b >= 0 else None
+
+    def take_events(self):
+        """Hand over the queued transition events, oldest first."""
+        events = self._events
+        self._events = []
+        return events
+
+    def now(self):
+        return self._now_mono(), self._now_wall()
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def unhealthy(self, int min_code):
+        """Ids whose current state code is >= min_code, in registration order."""
+        cdef int64_t now
+        cdef int32_t s
+        cdef Py_ssize_t n = 0, i
+        cdef int64_t* pairs
+        self._lock()
+        try:
+            now = self._now_mono()
+            pairs = <int64_t*>PyMem_RawMalloc((self.active + 1) * 2 * sizeof(int64_t))
+            if pairs == NULL:
+                raise MemoryError()
+            with nogil:
+                for s in range(self._high):
+                    if (self._agents[s].flags & F_ACTIVE) and state_of(&self._agents[s], now) >= min_code:
+                        pairs[2 * n] = self._seq[s]
+                        pairs[2 * n + 1] = s
+                        n += 1
+                qsort(pairs, n, 2 * sizeof(int64_t), _slot_order)
+            try:
+                ids = self._ids
+                out = [ids[pairs[2 * i + 1]] for i in range(n)]
+            finally:
+                PyMem_RawFree(pairs)
+        finally:
+            self._unlock()
+        return out
+
+    def counts(self):
+        """(agents, [healthy, degraded, critical, failed], records held in all histories)."""
+        cdef int64_t now
+        cdef int32_t s
+        cdef int64_t c[4]
+        cdef int64_t records = 0
+        memset(c, 0, sizeof(c))
+        self._lock()
+        try:
+            now = self._now_mono()
+            with nogil:
+                for s in range(self._high):
+                    if self._agents[s].flags & F_ACTIVE:
+                        c[state_of(&self._agents[s], now)] += 1
+                        if self._agents[s].flags & F_HIST:
+                            records += self._agents[s].count
+            records += self._stopped_total
+        finally:
+            self._unlock()
+        return self.active, [c[0], c[1], c[2], c[3]], records
+
+    def pending_deadlines(self):
+        return self._wheel.armed
+
+    # -- per-agent views ------------------------------------------------------------------
+
+    def ids(self):
+        """Monitored ids in registration order."""
+        return list(self._index)
+
+    def __len__(self):
+        return len(self._index)
+
+    def __contains__(self, agent_id):
+        return agent_id in self._index
+
+    def info(self, agent_id):
+        """(interval_ns, threshold, last_wall, reported, started_wall) or None."""
+        cdef int32_t s
+        cdef Agent* a
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                return None
+            a = &self._agents[s]
+            return (a.interval_ns, a.threshold, a.last_wall if a.flags & F_HB else 0,
+                    a.reported, self._started[s])
+        finally:
+            self._unlock()
+
+    def set_field(self, agent_id, str field, value):
+        """Write-through for the Part A record: moves the wheel entry to match."""
+        cdef int32_t s
+        cdef Agent* a
+        cdef int64_t now
+        cdef double wall
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                raise KeyError(agent_id)
+            a = &self._agents[s]
+            if field == "last_heartbeat":
+                if value:
+                    now = self._now_mono()
+                    wall = self._now_wall()
+                    a.last_wall = value
+                    a.last_mono = now - <int64_t>round((wall - <double>value) * 1e9)
+                    a.flags |= F_CLOCK | F_HB
+                else:
+                    a.last_wall = 0.0
+                    a.flags &= ~(F_CLOCK | F_HB)
+            elif field == "last_state":
+                a.reported = value
+            elif field == "interval_ns":
+                a.interval_ns = value
+            elif field == "failure_threshold":
+                a.threshold = value
+            elif field == "started_at":
+                self._started[s] = value
+            else:
+                raise KeyError(field)
+            self._rearm(s)
+        finally:
+            self._unlock()
+        self._after()
+
+    # -- history --------------------------------------------------------------------------
+
+    def history_ids(self):
+        """Ids that have a history: monitored ones first (registration order), then stopped."""
+        cdef int32_t s
+        out = []
+        for agent_id, h in list(self._index.items()):
+            s = <int32_t>(<uint64_t>h & 0xFFFFFFFF)
+            if self._agents[s].flags & F_HIST:
+                out.append(agent_id)
+        out.extend(self._stopped)
+        return out
+
+    def history(self, agent_id):
+        """(timestamps oldest first, metadata list or None), or None when there is none."""
+        cdef int32_t s
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                return self._stopped.get(agent_id)
+            if not (self._agents[s].flags & F_HIST):
+                return None
+            ts, order = self._ordered(s)
+            meta = self._meta.get(s)
+            return ts, (None if meta is None else [meta[i] for i in order])
+        finally:
+            self._unlock()
+
+    def history_len(self, agent_id):
+        """Records held for agent_id, or -1 when it has no history."""
+        cdef int32_t s
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s >= 0:
+                return self._agents[s].count if self._agents[s].flags & F_HIST else -1
+            old = self._stopped.get(agent_id)
+            return -1 if old is None else len(old[0])
+        finally:
+            self._unlock()
+
+    def drop_history(self, agent_id):
+        """Forget an agent's history; False when it had none."""
+        cdef int32_t s
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s >= 0:
+                if not (self._agents[s].flags & F_HIST):
+                    return False
+                self._agents[s].count = 0
+                self._agents[s].head = 0
+                self._agents[s].flags &= ~(F_HIST | F_META)
+                self._meta.pop(s, None)
+                return True
+            old = self._stopped.pop(agent_id, None)
+            if old is None:
+                return False
+            self._stopped_total -= len(old[0])
+            return True
+        finally:
+            self._unlock()
