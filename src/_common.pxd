@@ -31,15 +31,13 @@ cdef enum:
     WHEEL_LEVELS = 7
     WHEEL_BUCKETS = 448   # WHEEL_LEVELS * WHEEL_SLOTS
 
-# Everything the heartbeat path and the wheel touch sits in one 64-byte record, so a
-# heartbeat or an expiry costs one cache line per agent.
+# Everything the heartbeat path and an expiry touch sits in one 64-byte record, so each
+# costs one cache line per agent.
 ctypedef struct Agent:
     int64_t last_mono      # monotonic ns of the last heartbeat (or of registration)
     int64_t interval_ns
     int64_t when           # tick of the armed deadline
     double last_wall       # Unix seconds of the last heartbeat, 0.0 before the first
-    int32_t next           # intrusive bucket list links, -1 terminated
-    int32_t prev
     int32_t head           # next write position in the history ring
     int32_t count          # records held in the history ring
     int32_t threshold
@@ -47,12 +45,22 @@ ctypedef struct Agent:
     int16_t bucket         # level * 64 + slot, -1 when no deadline is armed
     int8_t reported        # the state last reported (Part A last_state)
     uint8_t flags
-    int32_t _pad
+    int32_t _pad[3]
+
+# Each bucket is WHEEL_LANES intrusive doubly linked lists (an agent goes to lane
+# slot & 7), so walking a bucket follows 8 independent chains whose cache misses overlap,
+# instead of one chain that waits on every miss. The links live apart from the Agent
+# records, next and prev side by side in one int32 array: links[2s] and links[2s + 1].
+cdef enum:
+    WHEEL_LANES = 8
+    WHEEL_HEADS = 3584    # WHEEL_BUCKETS * WHEEL_LANES
 
 ctypedef struct Wheel:
+    int32_t* links                    # -1 terminated
     int64_t elapsed                   # every tick <= elapsed has been processed
     uint64_t occupied[WHEEL_LEVELS]   # bit s set <=> bucket (level, s) is non-empty
-    int32_t heads[WHEEL_BUCKETS]
+    int32_t heads[WHEEL_HEADS]        # bucket b, lane j: heads[b * 8 + j]
+    int32_t lanes[WHEEL_BUCKETS]      # entries per bucket, to clear the bit when it empties
     int64_t armed                     # number of pending deadlines
 
 ctypedef struct Event:

@@ -4,7 +4,10 @@
 
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
-from _common cimport Agent, Wheel, WHEEL_BITS, WHEEL_LEVELS, WHEEL_SLOTS, WHEEL_BUCKETS
+from _common cimport (
+    Agent, Wheel, WHEEL_BITS, WHEEL_BUCKETS, WHEEL_HEADS, WHEEL_LANES, WHEEL_LEVELS,
+    WHEEL_SLOTS,
+)
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -13,12 +16,15 @@ cdef extern from *:
 
 cdef inline void wheel_init(Wheel* w, int64_t elapsed) noexcept nogil:
     cdef int i
+    w.links = NULL
     w.elapsed = elapsed
     w.armed = 0
     for i in range(WHEEL_LEVELS):
         w.occupied[i] = 0
-    for i in range(WHEEL_BUCKETS):
+    for i in range(WHEEL_HEADS):
         w.heads[i] = -1
+    for i in range(WHEEL_BUCKETS):
+        w.lanes[i] = 0
 
 
 cdef inline int wheel_level(int64_t elapsed, int64_t when) noexcept nogil:
@@ -37,36 +43,39 @@ cdef inline void wheel_insert(Wheel* w, Agent* agents, int32_t s, int64_t when) 
     cdef int level = wheel_level(w.elapsed, when)
     cdef int slot = <int>((when >> (level * WHEEL_BITS)) & (WHEEL_SLOTS - 1))
     cdef int b = level * WHEEL_SLOTS + slot
-    cdef int32_t head = w.heads[b]
+    # s & 7 picks the lane; b * 8 + lane is its head.
+    cdef int h = b * WHEEL_LANES + (s & (WHEEL_LANES - 1))
+    cdef int32_t head = w.heads[h]
     agents[s].when = when
     agents[s].bucket = <short>b
-    agents[s].prev = -1
-    agents[s].next = head
+    w.links[2 * s] = head
+    w.links[2 * s + 1] = -1
     if head >= 0:
-        agents[head].prev = s
-    w.heads[b] = s
+        w.links[2 * head + 1] = s
+    w.heads[h] = s
+    w.lanes[b] += 1
     w.occupied[level] |= (<uint64_t>1) << slot
     w.armed += 1
 
 
 cdef inline void wheel_remove(Wheel* w, Agent* agents, int32_t s) noexcept nogil:
     cdef int b = agents[s].bucket
-    cdef int32_t nx = agents[s].next
-    cdef int32_t pv = agents[s].prev
+    cdef int32_t nx, pv
     if b < 0:
         return
+    nx = w.links[2 * s]
+    pv = w.links[2 * s + 1]
     if pv >= 0:
-        agents[pv].next = nx
+        w.links[2 * pv] = nx
     else:
-        w.heads[b] = nx
-        if nx < 0:
-            # b >> 6 is the level, b & 63 the bucket within it.
-            w.occupied[b >> WHEEL_BITS] &= ~((<uint64_t>1) << (b & (WHEEL_SLOTS - 1)))
+        w.heads[b * WHEEL_LANES + (s & (WHEEL_LANES - 1))] = nx
     if nx >= 0:
-        agents[nx].prev = pv
+        w.links[2 * nx + 1] = pv
+    w.lanes[b] -= 1
+    if w.lanes[b] == 0:
+        # b >> 6 is the level, b & 63 the bucket within it.
+        w.occupied[b >> WHEEL_BITS] &= ~((<uint64_t>1) << (b & (WHEEL_SLOTS - 1)))
     agents[s].bucket = -1
-    agents[s].next = -1
-    agents[s].prev = -1
     w.armed -= 1
 
 
@@ -96,9 +105,29 @@ cdef inline int wheel_next(Wheel* w, int64_t* start) noexcept nogil:
     return -1
 
 
-cdef inline int32_t wheel_take(Wheel* w, int b) noexcept nogil:
-    # Detach a whole bucket; the caller re-inserts or expires each entry.
-    cdef int32_t head = w.heads[b]
-    w.heads[b] = -1
+cdef inline Py_ssize_t wheel_take(Wheel* w, Agent* agents, int b, int32_t* out
+                                  ) noexcept nogil:
+    # Detach bucket b into `out` (room for w.lanes[b] entries), walking its 8 lanes in
+    # step so that their loads overlap. Entries leave with bucket = -1.
+    cdef int32_t cur[WHEEL_LANES]
+    cdef int j, live = 0
+    cdef Py_ssize_t n = 0
+    cdef int32_t s
+    for j in range(WHEEL_LANES):
+        cur[j] = w.heads[b * WHEEL_LANES + j]
+        w.heads[b * WHEEL_LANES + j] = -1
+        if cur[j] >= 0:
+            live += 1
+    while live:
+        for j in range(WHEEL_LANES):
+            s = cur[j]
+            if s >= 0:
+                out[n] = s
+                n += 1
+                cur[j] = w.links[2 * s]
+                if cur[j] < 0:
+                    live -= 1
+    w.armed -= n
+    w.lanes[b] = 0
     w.occupied[b >> WHEEL_BITS] &= ~((<uint64_t>1) << (b & (WHEEL_SLOTS - 1)))
-    return head
+    return n

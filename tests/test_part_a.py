@@ -732,3 +732,85 @@ def test_monitor_advance_to(make_monitor, vclock):
     with pytest.raises(ValueError):
         m.advance(to=1001.0)
     assert vclock.monotonic_ns() == 1002 * NS
+
+
+# ---------------------------------------------------------------- histories and slot reuse
+
+def test_stopped_history_survives_slot_reuse(make_monitor, vclock):
+    m = make_monitor(history_size=4)
+    m.start_monitoring("a")
+    for i in range(3):
+        m.record_heartbeat("a", {"a": i})
+    m.stop_monitoring("a")
+    m.start_monitoring("b")                 # may reuse a's slot
+    assert m.get_heartbeat_history("b") == []
+    m.record_heartbeat("b", {"b": 0})
+    assert [r["metadata"] for r in m.get_heartbeat_history("a")] == [{"a": 0}, {"a": 1}, {"a": 2}]
+    assert [r["metadata"] for r in m.get_heartbeat_history("b")] == [{"b": 0}]
+    m.start_monitoring("a")                 # restart: a's history replaced by an empty one
+    assert m.get_heartbeat_history("a") == []
+    assert [r["metadata"] for r in m.get_heartbeat_history("b")] == [{"b": 0}]
+    assert m.get_monitoring_stats()["total_heartbeats"] == 1
+
+
+def test_many_agents_histories(make_monitor, vclock):
+    """Enough agents to make the history storage grow; churn reuses slots."""
+    m = make_monitor(history_size=5)
+    n = 3000
+    for i in range(n):
+        m.start_monitoring(i)
+    for rnd in range(7):
+        vclock.advance(0.001)
+        for i in range(n):
+            if rnd < i % 8:
+                m.record_heartbeat(i, {"r": rnd} if i % 3 == 0 else None)
+    for i in range(0, n, 2):
+        m.stop_monitoring(i)
+    for j in range(n, n + 1500):
+        m.start_monitoring(j)
+        m.record_heartbeat(j, {"new": j})
+    total = 0
+    for i in range(n):
+        k = min(i % 8, 7)
+        hist = m.get_heartbeat_history(i)
+        assert len(hist) == min(k, 5), i
+        if hist:
+            assert hist[-1]["metadata"] == ({"r": k - 1} if i % 3 == 0 else {})
+            assert hist[-1]["timestamp"] == pytest.approx(WALL + 0.001 * k, abs=1e-6)
+        total += len(hist)
+    for j in range(n, n + 1500):
+        assert [r["metadata"] for r in m.get_heartbeat_history(j)] == [{"new": j}]
+    assert m.get_monitoring_stats()["total_heartbeats"] == total + 1500
+    assert m.get_monitoring_stats()["total_agents"] == n // 2 + 1500
+
+
+def test_heartbeat_history_unknown_key(make_monitor):
+    m = make_monitor()
+    with pytest.raises(KeyError):
+        m.heartbeat_history["nobody"]
+
+
+def test_history_timestamps_system_clock(make_monitor):
+    m = make_monitor(clock=None)
+    m.start_monitoring("a")
+    t0 = time.time()
+    m.record_heartbeat("a")
+    t1 = time.time()
+    (rec,) = m.get_heartbeat_history("a")
+    assert t0 - 0.01 <= rec["timestamp"] <= t1 + 0.01
+    assert t0 - 0.01 <= m.monitoring_agents["a"]["last_heartbeat"] <= t1 + 0.01
+    assert t0 - 1 <= m.monitoring_agents["a"]["started_at"] <= t1 + 0.01
+
+
+def test_system_clock_without_background_thread(make_monitor):
+    m = make_monitor(clock=None, background=False, interval_ms=100, failure_threshold=1)
+    assert m.monitoring_thread is None
+    assert m.get_monitoring_stats()["monitoring_thread_alive"] is False
+    rec = Recorder().install(m)
+    m.start_monitoring("a")
+    m.record_heartbeat("a")
+    time.sleep(0.12)
+    assert rec.events == []                 # nobody advances the wheel
+    assert m.check_agent_health("a") is D   # but the state function is exact
+    assert m.advance() == 1                 # dispatched synchronously
+    assert rec.simple() == [("alert", "a", D)]

@@ -1,0 +1,105 @@
+"""Engine choice: MOAI_FLOW_FAST_NO_EXTENSIONS parsing (read at import, checked in
+a subprocess) and the engine= argument."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import moai_flow_fast
+from moai_flow_fast import HeartbeatMonitor, VirtualClock
+
+VAR = "MOAI_FLOW_FAST_NO_EXTENSIONS"
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(moai_flow_fast.__file__)))
+CODE = (
+    "import moai_flow_fast as f\n"
+    "from moai_flow_fast import HeartbeatMonitor, VirtualClock\n"
+    "m = HeartbeatMonitor(clock=VirtualClock(start=1.0, wall_start=1.0))\n"
+    "print(f.COMPILED, m.engine_name, m.get_monitoring_stats()['engine'])\n"
+    "m.shutdown()\n"
+)
+
+
+def run_with(value):
+    env = dict(os.environ)
+    env.pop(VAR, None)
+    if value is not None:
+        env[VAR] = value
+    env["PYTHONPATH"] = PKG_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", CODE], env=env, cwd=PKG_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "false", "FALSE", "no", "No", "off", "OFF"])
+def test_extensions_enabled(value):
+    import moai_flow_fast._engine_c  # noqa: F401  -- must be built
+    r = run_with(value)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "compiled", "compiled"]
+
+
+@pytest.mark.parametrize("value", ["1", "true", "True", "TRUE", "yes", "YES", "on", "On"])
+def test_extensions_disabled(value):
+    r = run_with(value)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "pure", "pure"]
+
+
+@pytest.mark.parametrize("value", ["bogus", "2", "enable", "-1"])
+def test_bad_value_fails_at_import(value):
+    r = run_with(value)
+    assert r.returncode != 0
+    assert "ValueError" in r.stderr
+    assert VAR in r.stderr
+
+
+def test_in_process_default_is_compiled():
+    import moai_flow_fast._engine_c  # noqa: F401
+    if os.environ.get(VAR, "").strip().lower() in ("1", "true", "yes", "on"):
+        pytest.skip("test process runs with the extensions disabled on purpose")
+    assert moai_flow_fast.COMPILED is True
+
+
+def _clock():
+    return VirtualClock(start=1000.0, wall_start=1_700_000_000.0)
+
+
+@pytest.mark.parametrize("name", ["compiled", "pure"])
+def test_engine_by_name(name):
+    m = HeartbeatMonitor(engine=name, clock=_clock())
+    try:
+        assert m.engine_name == name
+        assert m.get_monitoring_stats()["engine"] == name
+    finally:
+        m.shutdown()
+
+
+def test_engine_by_class():
+    import moai_flow_fast._engine_c as ec
+    import moai_flow_fast._engine_py as ep
+    for cls, name in ((ec.Engine, "compiled"), (ep.Engine, "pure")):
+        m = HeartbeatMonitor(engine=cls, clock=_clock())
+        try:
+            assert m.engine_name == name
+        finally:
+            m.shutdown()
+
+
+def test_engine_auto_follows_compiled_flag():
+    m = HeartbeatMonitor(engine="auto", clock=_clock())
+    d = HeartbeatMonitor(clock=_clock())
+    try:
+        expected = "compiled" if moai_flow_fast.COMPILED else "pure"
+        assert m.engine_name == expected
+        assert d.engine_name == expected
+    finally:
+        m.shutdown()
+        d.shutdown()
+
+
+def test_engine_modules_have_engine_class():
+    import moai_flow_fast._engine_c as ec
+    import moai_flow_fast._engine_py as ep
+    assert isinstance(ec.Engine, type) and isinstance(ep.Engine, type)
