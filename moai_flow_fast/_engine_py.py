@@ -226,8 +226,9 @@ class Engine:
                 a.reported = _H
             a.last_mono, a.last_wall = now, wall
             a.clock = a.hb = a.hist = True
-            if a.when is None:
-                self._arm(a, _ceil_div(now + a.interval_ns, self._tick))
+            due = _ceil_div(now + a.interval_ns, self._tick)
+            if a.when is None or a.when > due:
+                self._arm(a, due)
             queued = self._publish(sort=False) > 0
         if queued and self.notify is not None:
             self.notify()

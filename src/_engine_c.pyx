@@ -530,7 +530,10 @@ cdef class Engine:
                 a.last_mono = now
                 a.last_wall = wall
                 a.flags |= F_CLOCK | F_HB | F_HIST
-                if a.bucket < 0:
+                if a.bucket < 0 or a.when > ceil_div(now + a.interval_ns, self._tick):
+                    # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending
+                    # beyond the new DEGRADED one (I): move it in.
+                    wheel_remove(&self._wheel, self._agents, s)
                     self._arm(s, ceil_div(now + a.interval_ns, self._tick))
                 queued = self._nev > start
                 self._publish(start)
