@@ -23,7 +23,7 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-MODULES = ["_engine_c"]
+MODULES = ["_engine_c", "_stats_c"]
 
 extensions = [
     Extension(

@@ -5,7 +5,10 @@ Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
 """
 
 cimport cython
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memset
@@ -620,6 +623,8 @@ cdef class Engine:
         cdef int32_t s
         cdef Py_ssize_t n = 0, i
         cdef int64_t* pairs
+        cdef bint unsorted = False
+        cdef PyObject* item
         self._lock()
         try:
             now = self._now_mono()
@@ -631,11 +636,18 @@ cdef class Engine:
                     if (self._agents[s].flags & F_ACTIVE) and state_of(&self._agents[s], now) >= min_code:
                         pairs[2 * n] = self._seq[s]
                         pairs[2 * n + 1] = s
+                        if n and pairs[2 * n] < pairs[2 * n - 2]:
+                            unsorted = True
                         n += 1
-                qsort(pairs, n, 2 * sizeof(int64_t), _slot_order)
+                # Slots are in registration order until a freed slot is reused.
+                if unsorted:
+                    qsort(pairs, n, 2 * sizeof(int64_t), _slot_order)
             try:
-                ids = self._ids
-                out = [ids[pairs[2 * i + 1]] for i in range(n)]
+                out = PyList_New(n)
+                for i in range(n):
+                    item = <PyObject*>PyList_GET_ITEM(self._ids, pairs[2 * i + 1])
+                    Py_INCREF(<object>item)
+                    PyList_SET_ITEM(out, i, <object>item)
             finally:
                 PyMem_RawFree(pairs)
         finally:

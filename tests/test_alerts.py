@@ -821,3 +821,48 @@ def test_sooner_deadline_wakes_background_thread(make_monitor):
     assert got.wait(1.5)
     assert list(seen) == ["fast"]
     assert seen["fast"] - t0 < 0.3
+
+
+def test_real_clock_many_agents_exactly_once_never_early(make_monitor):
+    """Real clock, 300 agents: every crossing is reported once, in order, never
+    before its deadline and soon after it."""
+    import random
+    rng = random.Random(11)
+    m = make_monitor(clock=None, tick_ms=5)
+    lock = threading.Lock()
+    calls = []
+
+    def cb(aid, st, det):
+        t = time.monotonic()
+        with lock:
+            calls.append((aid, st, t))
+
+    m.configure_alerts(degraded_callback=cb, critical_callback=cb, failed_callback=cb)
+    spec = {}
+    for i in range(300):
+        iv, T = rng.choice([100, 120, 150]), rng.choice([1, 2, 3])
+        m.start_monitoring(i, interval_ms=iv, failure_threshold=T)
+        before = time.monotonic()
+        m.record_heartbeat(i)
+        spec[i] = (iv / 1000, T, before, time.monotonic())
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if all(m.monitoring_agents[i]["last_state"] is F for i in spec):
+            break
+        time.sleep(0.01)
+    time.sleep(0.05)
+    by_agent = {}
+    with lock:
+        for aid, st, t in calls:
+            by_agent.setdefault(aid, []).append((st, t))
+    late = []
+    for i, (iv, T, before, after) in spec.items():
+        got = by_agent.get(i, [])
+        want = [(D, 1), (C, 2), (F, T)] if T > 2 else [(D, 1), (F, 2)]
+        assert [s for s, _ in got] == [s for s, _ in want], i
+        for (s, t), (_, k) in zip(got, want):
+            assert t >= before + k * iv - 0.001, ("early", i, s)
+            late.append(t - (after + k * iv))
+    late.sort()
+    assert late[len(late) // 2] < 0.05        # median lateness
+    assert late[-1] < 0.5

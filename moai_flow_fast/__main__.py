@@ -1,0 +1,8 @@
+"""`python -m moai_flow_fast`: the `moai-flow-fast` command."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

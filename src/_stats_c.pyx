@@ -1,0 +1,562 @@
+# cython: language_level=3
+"""Compiled interval statistics over heartbeat history rings (issue 3, item 5).
+
+Python twin: ``moai_flow_fast/_stats_py.py`` (same signature, same semantics).
+
+``interval_stats(ring, heads, counts, rows, lo, hi, out, start)`` reads, for each selected
+agent ``i``, the valid records of ring row ``rows[i]`` oldest first, keeps the timestamps
+``t`` with ``lo <= t <= hi``, takes the differences of consecutive kept timestamps (the
+intervals) and writes row ``start + i`` of ``out``::
+
+    count, mean, std, min, max, p50, p95, p99, last
+
+with numpy's semantics: ``std`` is the population standard deviation (ddof=0), the
+percentiles use numpy's default ``'linear'`` method, ``last`` is the newest interval.
+With no interval every column but ``count`` is NaN; an interval that is NaN (from two
+``+inf`` timestamps) makes mean, std, min, max and the percentiles NaN, as in numpy.
+
+The per-agent pass copies the kept timestamps into a scratch buffer, differences them in
+place, sums them with numpy's own pairwise summation (so mean and std are bit-for-bit
+numpy's on x86-64) and finds the order statistics of the three percentiles with an
+introselect (O(n)) instead of a sort. The loop over agents runs without the GIL; large
+calls are split over the machine's cores (see ``_MIN_PARALLEL``).
+"""
+
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from libc.math cimport NAN, sqrt
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["COLUMNS", "interval_stats"]
+
+COLUMNS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99", "last")
+
+cdef enum:
+    NCOL = 9
+    # numpy's pairwise summation: blocks of at most 128 summed with 8 accumulators.
+    PW_BLOCKSIZE = 128
+    # Below this many elements a selection range is finished by insertion sort.
+    SMALL = 16
+    # Cache lines of the next agents' rings prefetched while one agent is processed.
+    PREFETCH_LINES = 16
+    PREFETCH_AHEAD = 2
+
+# Split a call over threads only when it holds at least this many ring records
+# (thread start-up costs ~100 us; one record costs ~5 ns).
+_MIN_PARALLEL = 1 << 18
+
+_F64 = np.dtype(np.float64)
+_I32 = np.dtype(np.int32)
+_I64 = np.dtype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# Sums: numpy's pairwise summation, replicated so that results are numpy's to the bit.
+# ---------------------------------------------------------------------------------------
+
+cdef double _pairwise_sum(const double* a, Py_ssize_t n) noexcept nogil:
+    """numpy's ``pairwise_sum_DOUBLE`` for a contiguous array."""
+    cdef Py_ssize_t i, n2
+    cdef double res, r0, r1, r2, r3, r4, r5, r6, r7
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n <= PW_BLOCKSIZE:
+        r0 = a[0]; r1 = a[1]; r2 = a[2]; r3 = a[3]
+        r4 = a[4]; r5 = a[5]; r6 = a[6]; r7 = a[7]
+        i = 8
+        # n - n % 8 == n & ~7 for n >= 0: the largest multiple of 8 not above n.
+        while i < (n & ~7):
+            r0 += a[i]; r1 += a[i + 1]; r2 += a[i + 2]; r3 += a[i + 3]
+            r4 += a[i + 4]; r5 += a[i + 5]; r6 += a[i + 6]; r7 += a[i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[i]
+            i += 1
+        return res
+    n2 = n >> 1
+    n2 -= n2 & 7          # n2 -= n2 % 8 (n2 >= 0)
+    return _pairwise_sum(a, n2) + _pairwise_sum(a + n2, n - n2)
+
+
+cdef double _pairwise_sqdev(const double* a, Py_ssize_t n, double m) noexcept nogil:
+    """``_pairwise_sum`` of ``(a[i] - m) * (a[i] - m)``: numpy's ``var`` numerator
+    (numpy stores ``x = a - m`` then ``x * x``; every step rounds to double as here)."""
+    cdef Py_ssize_t i, n2
+    cdef double res, d, r0, r1, r2, r3, r4, r5, r6, r7
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            d = a[i] - m
+            res += d * d
+        return res
+    if n <= PW_BLOCKSIZE:
+        d = a[0] - m; r0 = d * d
+        d = a[1] - m; r1 = d * d
+        d = a[2] - m; r2 = d * d
+        d = a[3] - m; r3 = d * d
+        d = a[4] - m; r4 = d * d
+        d = a[5] - m; r5 = d * d
+        d = a[6] - m; r6 = d * d
+        d = a[7] - m; r7 = d * d
+        i = 8
+        while i < (n & ~7):     # see _pairwise_sum
+            d = a[i] - m; r0 += d * d
+            d = a[i + 1] - m; r1 += d * d
+            d = a[i + 2] - m; r2 += d * d
+            d = a[i + 3] - m; r3 += d * d
+            d = a[i + 4] - m; r4 += d * d
+            d = a[i + 5] - m; r5 += d * d
+            d = a[i + 6] - m; r6 += d * d
+            d = a[i + 7] - m; r7 += d * d
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            d = a[i] - m
+            res += d * d
+            i += 1
+        return res
+    n2 = n >> 1
+    n2 -= n2 & 7
+    return _pairwise_sqdev(a, n2, m) + _pairwise_sqdev(a + n2, n - n2, m)
+
+
+# ---------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------
+
+cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef double t = a[i]
+    a[i] = a[j]
+    a[j] = t
+
+
+cdef inline void _insertion_sort(double* a, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Sort a[lo..hi] (inclusive)."""
+    cdef Py_ssize_t i, j
+    cdef double x
+    for i in range(lo + 1, hi + 1):
+        x = a[i]
+        j = i - 1
+        while j >= lo and x < a[j]:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
+
+
+cdef inline void _sift_down(double* a, Py_ssize_t root, Py_ssize_t n) noexcept nogil:
+    """Max-heap sift-down in the heap a[0..n-1]."""
+    cdef Py_ssize_t child
+    cdef double x = a[root]
+    while True:
+        child = 2 * root + 1
+        if child >= n:
+            break
+        if child + 1 < n and a[child] < a[child + 1]:
+            child += 1
+        if not (x < a[child]):
+            break
+        a[root] = a[child]
+        root = child
+    a[root] = x
+
+
+cdef inline void _heap_sort(double* a, Py_ssize_t n) noexcept nogil:
+    """Sort a[0..n-1]: the introselect fallback, O(n log n) whatever the data."""
+    cdef Py_ssize_t i
+    i = n // 2 - 1
+    while i >= 0:
+        _sift_down(a, i, n)
+        i -= 1
+    i = n - 1
+    while i > 0:
+        _swap(a, 0, i)
+        _sift_down(a, 0, i)
+        i -= 1
+
+
+cdef inline int _bit_length(Py_ssize_t n) noexcept nogil:
+    cdef int b = 0
+    while n > 0:
+        n >>= 1
+        b += 1
+    return b
+
+
+cdef inline Py_ssize_t _split(const double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
+                              double p, bint le) noexcept nogil:
+    """Out-of-place branch-free partition of src[lo..hi-1] into dst[lo..hi-1] around p:
+    returns i with dst[lo..i-1] < p <= dst[i..hi-1] (``x <= p`` instead of ``x < p`` if
+    ``le``).
+
+    Each element is stored at both frontiers, the left one ascending from lo and the
+    right one descending from hi-1, and only its own side's frontier advances (by the
+    0/1 comparison result): no branch to mispredict and, unlike an in-place Lomuto loop,
+    no load waiting on the previous iteration's store. After j elements with l of them
+    on the left, the right frontier is hi-1-(j-l) = (hi-1-lo-j) + (lo+l): a pointer
+    stepping down by one plus the left frontier, so the loop keeps a single counter.
+    The frontiers never cross while elements remain, so a store at the wrong frontier
+    lands on a slot that is filled later."""
+    cdef Py_ssize_t j, nl = lo
+    cdef double x
+    cdef double* right = dst + hi - 1 - lo     # right frontier = right[nl] (right -= 1 per step)
+    if le:
+        for j in range(lo, hi):
+            x = src[j]
+            dst[nl] = x
+            right[nl] = x
+            right -= 1
+            nl += x <= p
+    else:
+        for j in range(lo, hi):
+            x = src[j]
+            dst[nl] = x
+            right[nl] = x
+            right -= 1
+            nl += x < p
+    return nl
+
+
+cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
+                       const Py_ssize_t* ranks, double* vals, int ra, int rb,
+                       int depth) noexcept nogil:
+    """Order statistics: vals[q] = the ranks[q]-th smallest of the multiset src[lo..hi-1]
+    for ra <= q < rb (ranks ascending, distinct, all in [lo, hi); no NaN). src and dst are
+    two scratch buffers over the same positions: a round partitions src[lo..hi-1] into
+    dst[lo..hi-1] (so rank r stays at position r in the surviving range) and continues on
+    the side(s) holding wanted ranks with the buffers' roles swapped.
+
+    Median-of-3 pivot; a partition leaving more than 7/8 of the range on the pivot's
+    right (many keys equal to the pivot, e.g. identical intervals) is followed by one
+    splitting off the keys equal to it, so duplicates cost O(n); after ``depth`` rounds a
+    range is heap-sorted, so the worst case is O(n log n)."""
+    cdef Py_ssize_t m, mid, i, j, r
+    cdef int q, qa, qb
+    cdef double p, x, y, z
+    cdef double* tmp
+    while ra < rb:
+        m = hi - lo
+        if m <= SMALL or depth == 0:
+            if m <= SMALL:
+                _insertion_sort(src, lo, hi - 1)
+            else:
+                _heap_sort(src + lo, m)
+            for q in range(ra, rb):
+                vals[q] = src[ranks[q]]
+            return
+        if rb - ra == 1:
+            r = ranks[ra]
+            if r == lo:                 # the minimum: one scan
+                p = src[lo]
+                for j in range(lo + 1, hi):
+                    p = src[j] if src[j] < p else p
+                vals[ra] = p
+                return
+            if r == hi - 1:             # the maximum: one scan
+                p = src[lo]
+                for j in range(lo + 1, hi):
+                    p = src[j] if src[j] > p else p
+                vals[ra] = p
+                return
+        depth -= 1
+        # Pivot: the median of the first, middle and last elements.
+        mid = lo + (m >> 1)
+        x = src[lo]
+        y = src[mid]
+        z = src[hi - 1]
+        # median = max(min(x, y), min(max(x, y), z)), as min/max instructions (no branch)
+        p = x if x < y else y
+        x = y if x < y else x
+        x = x if x < z else z
+        p = x if p < x else p
+        i = _split(src, dst, lo, hi, p, False)      # dst[lo..i-1] < p <= dst[i..hi-1]
+        tmp = src
+        src = dst
+        dst = tmp
+        # Wanted ranks below i: qa..qb-1 on the left.
+        qb = ra
+        while qb < rb and ranks[qb] < i:
+            qb += 1
+        if hi - i > m - (m >> 3):
+            # Mostly >= p: split off the keys equal to p (they are the ranks i..j-1).
+            j = _split(src, dst, i, hi, p, True)    # dst[i..j-1] == p < dst[j..hi-1]
+            # (the left part src[lo..i-1] is not copied: it is recursed on in src)
+            qa = qb
+            while qb < rb and ranks[qb] < j:
+                vals[qb] = p
+                qb += 1
+            if qa > ra:
+                _multiselect(src, dst, lo, i, ranks, vals, ra, qa, depth)
+            ra = qb
+            lo = j
+            tmp = src
+            src = dst
+            dst = tmp
+            continue
+        if qb > ra:
+            if qb == rb:                # everything wanted is on the left
+                hi = i
+                continue
+            _multiselect(src, dst, lo, i, ranks, vals, ra, qb, depth)
+        ra = qb
+        lo = i
+
+
+cdef inline double _lerp(double a, double b, double t) noexcept nogil:
+    """numpy's ``_lerp``: a + (b-a)*t, or b - (b-a)*(1-t) when t >= 0.5."""
+    cdef double d = b - a
+    if t >= 0.5:
+        return b - d * (1.0 - t)
+    return a + d * t
+
+
+cdef inline double _rank_value(Py_ssize_t k, Py_ssize_t n, double mn, double mx,
+                               const Py_ssize_t* ranks, const double* vals,
+                               int nr) noexcept nogil:
+    cdef int q
+    if k == 0:
+        return mn
+    if k == n - 1:
+        return mx
+    for q in range(nr):
+        if ranks[q] == k:
+            return vals[q]
+    return NAN                           # not reached
+
+
+# ---------------------------------------------------------------------------------------
+# One agent
+# ---------------------------------------------------------------------------------------
+
+cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssize_t cnt,
+                        double lo, double hi, double* buf, double* buf2,
+                        double* o) noexcept nogil:
+    cdef Py_ssize_t s, e, j, m = 0, n, k
+    cdef double t, mn, mx, total, mean, last, vi
+    cdef bint has_nan = False
+    cdef int q, nr
+    cdef Py_ssize_t ranks[6]
+    cdef double vals[6]
+    cdef double vis[3]
+    # The valid records, oldest first: positions s, s+1, ... (mod H), s = head - cnt mod H.
+    s = head - cnt
+    if s < 0:
+        s += H
+    e = s + cnt
+    if e > H:
+        e = H
+    # Keep lo <= t <= hi without a branch: always store, advance only if kept.
+    # (NaN fails both comparisons and is dropped.)
+    for j in range(s, e):
+        t = row[j]
+        buf[m] = t
+        m += (t >= lo) & (t <= hi)
+    for j in range(cnt - (e - s)):
+        t = row[j]
+        buf[m] = t
+        m += (t >= lo) & (t <= hi)
+    n = m - 1
+    if n <= 0:
+        o[0] = 0.0
+        for j in range(1, NCOL):
+            o[j] = NAN
+        return
+    # Intervals, in place (buf[j+1] is read before it is overwritten).
+    mn = buf[1] - buf[0]
+    mx = mn
+    for j in range(n):
+        t = buf[j + 1] - buf[j]
+        buf[j] = t
+        has_nan |= t != t
+        mn = t if t < mn else mn
+        mx = t if t > mx else mx
+    last = buf[n - 1]
+    o[0] = <double>n
+    o[8] = last
+    if has_nan:
+        for j in range(1, 8):
+            o[j] = NAN
+        return
+    total = _pairwise_sum(buf, n)
+    mean = total / <double>n
+    o[1] = mean
+    o[2] = sqrt(_pairwise_sqdev(buf, n, mean) / <double>n)
+    o[3] = mn
+    o[4] = mx
+    # Percentiles, numpy 'linear': virtual index vi = (n-1)*q; a, b the floor(vi)-th and
+    # next order statistics; gamma = vi - floor(vi). All wanted ranks (at most 6) are
+    # found in one multi-selection; ranks 0 and n-1 are the known min and max.
+    vis[0] = <double>(n - 1) * (50.0 / 100.0)
+    vis[1] = <double>(n - 1) * (95.0 / 100.0)
+    vis[2] = <double>(n - 1) * (99.0 / 100.0)
+    nr = 0
+    for q in range(3):
+        if vis[q] < <double>(n - 1):
+            k = <Py_ssize_t>vis[q]           # floor: vi >= 0
+            if 0 < k and (nr == 0 or ranks[nr - 1] < k):
+                ranks[nr] = k
+                nr += 1
+            if k + 1 < n - 1 and (nr == 0 or ranks[nr - 1] < k + 1):
+                ranks[nr] = k + 1
+                nr += 1
+    if nr > 0:
+        _multiselect(buf, buf2, 0, n, ranks, vals, 0, nr, 2 * _bit_length(n))
+    for q in range(3):
+        vi = vis[q]
+        if vi >= <double>(n - 1):
+            # numpy takes the last element for both and gamma = vi - (-1).
+            o[5 + q] = _lerp(mx, mx, vi + 1.0)
+        else:
+            k = <Py_ssize_t>vi
+            o[5 + q] = _lerp(_rank_value(k, n, mn, mx, ranks, vals, nr),
+                             _rank_value(k + 1, n, mn, mx, ranks, vals, nr),
+                             vi - <double>k)
+
+
+cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
+               const int32_t[::1] counts, const int64_t[::1] rows, double lo, double hi,
+               double[:, ::1] out, Py_ssize_t start, Py_ssize_t i0, Py_ssize_t i1,
+               double* buf) noexcept nogil:
+    cdef Py_ssize_t i, j, H = ring.shape[1]
+    cdef Py_ssize_t lines = (H + 7) >> 3      # 8 doubles per 64-byte cache line
+    cdef const char* p
+    if lines > PREFETCH_LINES:
+        lines = PREFETCH_LINES
+    for i in range(i0, i1):
+        # The rings are read once: fetch agent i+AHEAD's while agent i is computed.
+        if i + PREFETCH_AHEAD < i1:
+            p = <const char*>&ring[rows[i + PREFETCH_AHEAD], 0]
+            for j in range(lines):
+                __builtin_prefetch(p + 64 * j)
+        _agent(&ring[rows[i], 0], H, heads[i], counts[i], lo, hi, buf, buf + H,
+               &out[start + i, 0])
+
+
+cdef int _run_alloc(const double[:, ::1] ring, const int32_t[::1] heads,
+                    const int32_t[::1] counts, const int64_t[::1] rows, double lo, double hi,
+                    double[:, ::1] out, Py_ssize_t start, Py_ssize_t i0,
+                    Py_ssize_t i1) noexcept nogil:
+    """_run with its own scratch buffers; returns -1 if they cannot be allocated."""
+    cdef Py_ssize_t H = ring.shape[1]
+    cdef double* buf = <double*>PyMem_RawMalloc(2 * (H if H > 0 else 1) * sizeof(double))
+    if buf == NULL:
+        return -1
+    _run(ring, heads, counts, rows, lo, hi, out, start, i0, i1, buf)
+    PyMem_RawFree(buf)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Python entry point
+# ---------------------------------------------------------------------------------------
+
+def _check_array(a, name, dtype, ndim):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {a.ndim}-D")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+
+
+def _check(ring, heads, counts, rows, lo, hi, out, start):
+    """Shared argument checks (the pure twin raises the same errors)."""
+    _check_array(ring, "ring", _F64, 2)
+    _check_array(heads, "heads", _I32, 1)
+    _check_array(counts, "counts", _I32, 1)
+    _check_array(rows, "rows", _I64, 1)
+    _check_array(out, "out", _F64, 2)
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        raise TypeError(f"start must be an int, got {type(start).__name__}")
+    cdef Py_ssize_t n = heads.shape[0], R = ring.shape[0], H = ring.shape[1]
+    if counts.shape[0] != n or rows.shape[0] != n:
+        raise ValueError(
+            f"heads, counts and rows must have the same length, got "
+            f"{n}, {counts.shape[0]} and {rows.shape[0]}")
+    if out.shape[1] != NCOL:
+        raise ValueError(f"out must have {NCOL} columns, got {out.shape[1]}")
+    if start < 0 or start + n > out.shape[0]:
+        raise ValueError(
+            f"start must satisfy 0 <= start and start + {n} <= {out.shape[0]} (out rows), "
+            f"got {start}")
+    if n == 0:
+        return
+    if H == 0:
+        raise ValueError("ring must have at least one column")
+    if rows.min() < 0 or rows.max() >= R:
+        raise ValueError(f"rows must be in [0, {R}) (ring rows)")
+    if heads.min() < 0 or heads.max() >= H:
+        raise ValueError(f"heads must be in [0, {H}) (ring capacity)")
+    if counts.min() < 0 or counts.max() > H:
+        raise ValueError(f"counts must be in [0, {H}] (ring capacity)")
+
+
+def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
+    """Interval statistics of the selected agents' history rings into ``out``.
+
+    ``ring`` float64 (R, H) C-contiguous; ``heads``, ``counts`` int32 (N,); ``rows``
+    int64 (N,); ``lo``, ``hi`` the time range (inclusive; -inf/inf for none); ``out``
+    float64 (M, 9) C-contiguous, rows ``start .. start+N-1`` are written with
+    ``COLUMNS``. Agent ``i``'s valid records are ring row ``rows[i]`` at positions
+    ``(heads[i] - counts[i]) mod H .. (heads[i] - 1) mod H``, oldest first.
+    Runs without the GIL; large calls are split over the CPUs.
+    """
+    _check(ring, heads, counts, rows, lo, hi, out, start)
+    cdef const double[:, ::1] ring_v = ring
+    cdef const int32_t[::1] heads_v = heads
+    cdef const int32_t[::1] counts_v = counts
+    cdef const int64_t[::1] rows_v = rows
+    cdef double[:, ::1] out_v = out
+    cdef double lo_d = lo, hi_d = hi
+    cdef Py_ssize_t st = start, n = heads.shape[0], H = ring.shape[1]
+    cdef Py_ssize_t i0, i1, total
+    cdef int rc = 0
+    if n == 0:
+        return
+    total = n * H
+    nthreads = min(os.cpu_count() or 1, 8, max(1, total // _MIN_PARALLEL))
+    if nthreads <= 1:
+        with nogil:
+            rc = _run_alloc(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st, 0, n)
+        if rc != 0:
+            raise MemoryError()
+        return
+    bounds = [n * t // nthreads for t in range(nthreads + 1)]
+    errors = []
+
+    def work(Py_ssize_t a, Py_ssize_t b):
+        cdef int r
+        with nogil:
+            r = _run_alloc(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st, a, b)
+        if r != 0:
+            errors.append(MemoryError())
+
+    workers = [threading.Thread(target=work, args=(bounds[t], bounds[t + 1]),
+                                name="moai-flow-fast-stats", daemon=True)
+               for t in range(1, nthreads)]
+    for w in workers:
+        w.start()
+    try:
+        work(bounds[0], bounds[1])
+    finally:
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
