@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ._events import AlertBatch, batch_from_block
 from ._state import STATES, HealthState
 
 __all__ = ["AlertDispatcher", "Callback"]
@@ -36,6 +37,7 @@ class AlertDispatcher:
         self.alert_callbacks: dict[HealthState, Callback | None] = dict.fromkeys(_ALERTABLE)
         self.recovery_enabled = False
         self.recovery_callback: Callback | None = None
+        self.batch_callback: Callable[[AlertBatch], Any] | None = None
         self.alerts = 0
         self.callback_errors = 0
         self._mu = threading.Lock()
@@ -54,16 +56,27 @@ class AlertDispatcher:
                     if not events:
                         self._busy = False
                         return done
-                for event in events:
-                    self._deliver(event)
-                done += len(events)
+                for ids, block in events:
+                    self._deliver_block(ids, block)
+                    done += len(ids)
         except BaseException:
             with self._mu:
                 self._busy = False
             raise
 
-    def _deliver(self, event: tuple[Any, ...]) -> None:
-        agent_id, prev, new, kind, now, last_mono, last_wall, deadline = event
+    def _deliver_block(self, ids: list[Any], block: Any) -> None:
+        batch_callback = self.batch_callback
+        if batch_callback is not None:
+            try:
+                batch_callback(batch_from_block(ids, block))
+            except Exception:
+                self.callback_errors += 1
+                logger.exception("Batch alert callback raised")
+        for agent_id, row in zip(ids, block.tolist()):
+            self._deliver(agent_id, row)
+
+    def _deliver(self, agent_id: Any, row: tuple[Any, ...]) -> None:
+        deadline, _, now, last_mono, _, last_wall, _, prev, new, kind, _ = row
         if kind == 1:
             self._recovered(agent_id, prev, now, last_mono, last_wall, deadline)
             return

@@ -10,6 +10,7 @@ holding `agents` agents that have each heartbeated once. Each figure is the best
 from __future__ import annotations
 
 import gc
+import importlib
 import platform
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ OPERATIONS = [
 
 def compiled_available() -> bool:
     try:
-        import moai_flow_fast._engine_c  # noqa: F401
+        importlib.import_module("moai_flow_fast._engine_c")
     except ImportError:
         return False
     return True

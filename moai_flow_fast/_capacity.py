@@ -30,10 +30,10 @@ heartbeats once and goes silent, and the latency of each of its crossings (callb
 minus deadline) is recorded.
 
 **The answer** for each interval I and a CPU budget B (percent of one core): each agent
-costs ``heartbeat_cost / (HEARTBEAT_FRACTION x I) + wheel_cpu_per_s / N`` of a core, with the
-costs measured at the largest N measured for that interval, so one monitor can watch
-``N_max = B / 100 / that``. It is labelled an extrapolation when N_max is beyond the largest
-N measured.
+costs ``heartbeat_cost / (HEARTBEAT_FRACTION x I) + wheel_cpu_per_s / N`` of a core, so one
+monitor can watch ``N_max = B / 100 / that``, with the costs measured at the smallest N
+whose CPU share is over the budget (see `answers`). It is labelled an extrapolation when
+N_max is outside the measured range.
 """
 
 from __future__ import annotations
@@ -358,26 +358,54 @@ def _mults(threshold: int) -> list[int]:
     return [1, 2, threshold] if threshold > 2 else [1, 2]
 
 
+def _per_agent(p: dict[str, Any]) -> float:
+    """Seconds of CPU per second per agent at a measured point."""
+    return float(p["heartbeat_cost_ns"] / 1e9 / p["heartbeat_period_s"]
+                 + p["wheel_cpu_per_s"] / p["agents"])
+
+
 def answers(points: list[dict[str, Any]], config: CapacityConfig) -> list[dict[str, Any]]:
-    """'At interval X with a CPU budget of Y % of a core, one monitor can watch N agents.'"""
+    """'At interval X with a CPU budget of Y % of a core, one monitor can watch N agents.'
+
+    N = budget / (CPU per agent), with the CPU per agent measured at the smallest agent
+    count whose CPU share is over the budget (per-agent costs grow with the agent count,
+    as caches stop holding the tables, so this errs on the safe side), and never less than
+    a measured count that was within the budget. When every measured count is within the
+    budget, the costs of the largest are extrapolated beyond it.
+    """
     out = []
     budget = config.cpu_budget / 100
     for interval in config.intervals:
-        pts = [p for p in points if p["interval_s"] == interval]
+        pts = sorted((p for p in points if p["interval_s"] == interval),
+                     key=lambda p: p["agents"])
         if not pts:
             continue
-        basis = max(pts, key=lambda p: p["agents"])
-        per_agent = (basis["heartbeat_cost_ns"] / 1e9 / basis["heartbeat_period_s"]
-                     + basis["wheel_cpu_per_s"] / basis["agents"])
-        n_max = int(budget / per_agent) if per_agent > 0 else None
-        extrapolated = n_max is None or n_max > basis["agents"]
-        mem = basis["memory_bytes_per_agent"]
-        if n_max is None:
-            text = f"At interval {interval:g} s: no cost measured."
+        over = [p for p in pts if p["cpu_share"] > budget]
+        if over:
+            basis = over[0]
+            under = [p for p in pts if p["agents"] < basis["agents"]
+                     and p["cpu_share"] <= budget]
         else:
-            text = (f"At interval {interval:g} s with a CPU budget of {config.cpu_budget:g}% "
-                    f"of a core, one monitor can watch {_round_sig(n_max):,} agents"
-                    + (f" (~{_bytes(mem * n_max)} of memory)" if mem else "") + ".")
+            basis, under = pts[-1], []
+        per_agent = _per_agent(basis)
+        n_max = int(budget / per_agent) if per_agent > 0 else 0
+        if under:
+            n_max = max(n_max, under[-1]["agents"])
+            extrapolated = False
+            note = (f"between the measured {under[-1]['agents']:,} and {basis['agents']:,} "
+                    f"agents, with the costs measured at {basis['agents']:,}")
+        elif over:
+            extrapolated = True
+            note = (f"extrapolated below the smallest measured count, from the costs at "
+                    f"{basis['agents']:,} agents")
+        else:
+            extrapolated = True
+            note = (f"extrapolated beyond the largest measured count, from the costs at "
+                    f"{basis['agents']:,} agents")
+        mem = basis["memory_bytes_per_agent"]
+        text = (f"At interval {interval:g} s with a CPU budget of {config.cpu_budget:g}% "
+                f"of a core, one monitor can watch {_round_sig(n_max):,} agents"
+                + (f" (~{_bytes(mem * n_max)} of memory)" if mem else "") + ".")
         out.append({
             "interval_s": interval,
             "cpu_budget_percent": config.cpu_budget,
@@ -385,6 +413,7 @@ def answers(points: list[dict[str, Any]], config: CapacityConfig) -> list[dict[s
             "basis_agents": basis["agents"],
             "cpu_per_agent": per_agent,
             "extrapolated": extrapolated,
+            "note": note,
             "text": text,
         })
     return out
@@ -393,7 +422,7 @@ def answers(points: list[dict[str, Any]], config: CapacityConfig) -> list[dict[s
 def _round_sig(n: int, digits: int = 2) -> int:
     if n <= 0:
         return 0
-    scale = 10 ** max(0, len(str(n)) - digits)
+    scale = int(10 ** max(0, len(str(n)) - digits))
     return (n // scale) * scale
 
 
@@ -520,13 +549,12 @@ def format_result(result: dict[str, Any]) -> list[str]:
         f"{p['latency_sample']} silent probe agents (interval {p['probe_interval_ms']} ms) "
         "among the N agents, callback time - deadline.",
         "",
-        "Answers (extrapolated from the costs measured at the largest agent count "
-        "of each interval):",
+        f"Answers (CPU budget / CPU per agent, from the measured costs; "
+        f"budget {p['cpu_budget']:g}% of one core):",
     ]
     for ans in result["answers"]:
-        note = (f"extrapolated from {ans['basis_agents']:,} agents" if ans["extrapolated"]
-                else f"within the measured range, costs at {ans['basis_agents']:,} agents")
-        lines.append(f"  {ans['text']}  [{note}]")
+        lines.append(f"  {ans['text']}")
+        lines.append(f"      [{ans['note']}]")
     lines.append(f"Sweep took {result['elapsed_s']:.1f} s.")
     return lines
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -78,7 +79,7 @@ _ENGINES = ("auto", "compiled", "pure")
 def _check_engine(parser: argparse.ArgumentParser, engine: str) -> None:
     if engine == "compiled":
         try:
-            import moai_flow_fast._engine_c  # noqa: F401
+            importlib.import_module("moai_flow_fast._engine_c")
         except ImportError as exc:
             parser.error(f"argument --engine: the compiled engine is not built ({exc}); "
                          "build it with 'python setup.py build_ext --inplace' or use "

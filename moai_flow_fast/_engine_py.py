@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from ._events import EVENT_DTYPE
+
 __all__ = ["Engine"]
 
 _H, _D, _C, _F = 0, 1, 2, 3
 _CROSSING, _RECOVERY = 0, 1
 _MAX_AHEAD = 1 << 40
 
-Event = tuple[Any, int, int, int, int, int, float, int]
+Block = tuple[list[Any], "np.ndarray[Any, Any]"]
 History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
 
 
@@ -40,12 +42,13 @@ def _next(reported: int, threshold: int) -> int:
 
 
 class _Agent:
-    __slots__ = ("clock", "hb", "hist", "interval_ns", "key", "last_mono", "last_wall",
+    __slots__ = ("clock", "handle", "hb", "hist", "interval_ns", "key", "last_mono", "last_wall",
                  "reported", "ring", "seq", "started", "threshold", "token", "when")
 
     def __init__(self, key: Any, interval_ns: int, threshold: int, now: int, wall: float,
                  seq: int, history_size: int) -> None:
         self.key = key
+        self.handle = seq   # unique for the engine's life: a handle can never alias
         self.interval_ns = interval_ns
         self.threshold = threshold
         self.last_mono = now
@@ -90,8 +93,8 @@ class Engine:
         self._stopped_total = 0
         self._heap: list[tuple[int, int, _Agent]] = []
         self._armed = 0
-        self._events: list[Event] = []
-        self._pending: list[tuple[int, int, Event]] = []
+        self._events: list[Block] = []
+        self._pending: list[tuple[Any, tuple[Any, ...]]] = []
         self._next_seq = 0
         self._next_token = 0
         self._sleep_tick = -(1 << 63)
@@ -140,10 +143,10 @@ class Engine:
         if a.clock and a.reported != _F:
             self._arm(a, _ceil_div(a.crossing_deadline(), self._tick))
 
-    def _emit(self, agent_id: Any, a: _Agent, prev: int, new: int, kind: int, deadline: int,
-              now: int, wall: float) -> None:
-        ev = (agent_id, prev, new, kind, now, a.last_mono, wall, deadline)
-        self._pending.append((deadline, a.seq, ev))
+    def _emit(self, a: _Agent, prev: int, new: int, kind: int, deadline: int, now: int,
+              wall: float) -> None:
+        self._pending.append((a.key, (deadline, a.seq, now, a.last_mono, a.handle, wall, -1,
+                                      prev, new, kind, 0)))
         if kind == _CROSSING:
             self.transitions += 1
         else:
@@ -151,9 +154,12 @@ class Engine:
 
     def _publish(self, sort: bool) -> int:
         pending = self._pending
+        if not pending:
+            return 0
         if sort:
-            pending.sort(key=lambda p: (p[0], p[1]))
-        self._events.extend(p[2] for p in pending)
+            pending.sort(key=lambda p: (p[1][0], p[1][1]))   # (deadline, registration seq)
+        self._events.append(([p[0] for p in pending],
+                             np.array([p[1] for p in pending], dtype=EVENT_DTYPE)))
         self._pending = []
         return len(pending)
 
@@ -218,10 +224,10 @@ class Engine:
                 if d > now:
                     break
                 new = _next(a.reported, a.threshold)
-                self._emit(agent_id, a, a.reported, new, _CROSSING, d, now, a.last_wall)
+                self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
                 a.reported = new
             if a.reported != _H:
-                self._emit(agent_id, a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns,
+                self._emit(a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns,
                            now, wall)
                 a.reported = _H
             a.last_mono, a.last_wall = now, wall
@@ -262,7 +268,7 @@ class Engine:
                         self._arm(a, _ceil_div(d, self._tick))
                         break
                     new = _next(a.reported, a.threshold)
-                    self._emit(a.key, a, a.reported, new, _CROSSING, d, now, a.last_wall)
+                    self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
                     a.reported = new
             self._elapsed = max(self._elapsed, target)
             return self._publish(sort=True)
@@ -276,7 +282,7 @@ class Engine:
             self._wake_pending = False
             return heap[0][0] * self._tick if heap else None
 
-    def take_events(self) -> list[Event]:
+    def take_events(self) -> list[Block]:
         events, self._events = self._events, []
         return events
 

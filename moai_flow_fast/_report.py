@@ -161,10 +161,16 @@ class Report:
             for cause, per in sorted(self.by_cause.items()):
                 cells = ", ".join(f"{STATE_NAMES[s]} {v[1]}/{v[0]}" for s, v in sorted(per.items()))
                 lines.append(f"    {cause:<10}{cells}")
+            if "lag" in self.by_cause:
+                lines.append("    (lag: a healthy agent's heartbeat was sent late by the "
+                             "simulator itself, so the crossing really happened)")
         kinds = Counter(reason for _, reason in self.false_alarms)
         detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         lines.append(f"False alarms: {len(self.false_alarms)}" + (f" ({detail})" if detail else "")
                      + "   (alerts for crossings that did not happen, or duplicates)")
+        if self.outside_window:
+            lines.append(f"Detections of crossings due after the window (true, not counted): "
+                         f"{self.outside_window:,}")
         if self.ambiguous:
             lines.append(f"Ambiguous crossings (gap within a call's duration of a threshold, "
                          f"not judged): {self.ambiguous}")

@@ -115,8 +115,8 @@ def agent_truth(
     for i, (s_lo, s_hi) in enumerate(starts):
         j = i if registered is not None else i + 1   # the heartbeat ending this silence
         if j < len(beats):
-            e_lo, e_hi, code = beats[j]
-            silences.append((s_lo, s_hi, e_lo, e_hi, GAP_CAUSES.get(code, "lag")))
+            b_lo, b_hi, code = beats[j]
+            silences.append((s_lo, s_hi, b_lo, b_hi, GAP_CAUSES.get(code, "lag")))
         else:
             silences.append((s_lo, s_hi, None, None, final_cause))
     crossings: list[Crossing] = []
@@ -530,8 +530,9 @@ class Swarm:
             "alerts": {"degraded": per_state[1], "critical": per_state[2],
                        "failed": per_state[3]},
             "recoveries": len(self.recoveries),
-            "recent_latency_ms": ([percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3,
-                                   lat[-1] * 1e3] if lat else None),
+            "recent_latency_ms": ([(percentile(lat, 50) or 0.0) * 1e3,
+                                   (percentile(lat, 99) or 0.0) * 1e3, lat[-1] * 1e3]
+                                  if lat else None),
             "recent_detections": len(lat),
             "injected_so_far": {
                 "crashes": bisect.bisect_right(self._crash_times, since),

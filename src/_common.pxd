@@ -63,11 +63,13 @@ ctypedef struct Wheel:
     int32_t lanes[WHEEL_BUCKETS]      # entries per bucket, to clear the bit when it empties
     int64_t armed                     # number of pending deadlines
 
+# Mirrored field for field by EVENT_DTYPE in moai_flow_fast/_events.py (checked at import).
 ctypedef struct Event:
     int64_t deadline       # ns; crossing: threshold time, recovery: when the agent left HEALTHY
     int64_t seq            # registration sequence, the tie-break of the report order
     int64_t now            # ns at detection
     int64_t last_mono      # ns of the heartbeat the crossing is measured from
+    int64_t handle         # slot | generation << 32
     double last_wall
     int32_t slot
     int8_t prev

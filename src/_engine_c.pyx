@@ -11,7 +11,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from _common cimport (
@@ -21,6 +21,8 @@ from _common cimport (
 from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
 
 import numpy as np
+
+from moai_flow_fast._events import EVENT_DTYPE
 
 from collections.abc import Mapping
 
@@ -44,6 +46,10 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_unlock(pthread_mutex_t*)
 
 __all__ = ["Engine"]
+
+if EVENT_DTYPE.itemsize != sizeof(Event):
+    raise ImportError(f"EVENT_DTYPE ({EVENT_DTYPE.itemsize} bytes) does not match the C "
+                      f"Event ({sizeof(Event)} bytes)")
 
 cdef enum:
     CHUNK_BITS = 10        # history rings are allocated 1024 agents at a time
@@ -252,6 +258,7 @@ cdef class Engine:
         e.now = now
         e.last_mono = self._agents[s].last_mono
         e.last_wall = wall
+        e.handle = <int64_t>(<uint64_t>s | (<uint64_t>self._agents[s].gen << 32))
         e.slot = s
         e.prev = <int8_t>prev
         e.new = <int8_t>new
@@ -329,18 +336,25 @@ cdef class Engine:
         return 0
 
     cdef int _publish(self, Py_ssize_t start) except -1:
-        # Turn C events into Python tuples (with the lock held, so slots are still valid).
-        cdef Py_ssize_t i
-        cdef Event* e
+        # Hand the events since `start` to Python as one block: the agent ids (looked up
+        # with the lock held, while the slots are still theirs) and a structured array.
+        cdef Py_ssize_t i, n = self._nev - start
+        cdef PyObject* item
         if self._oom:
             self._oom = False
             self._nev = start
             raise MemoryError("no memory for transition events")
-        append = self._events.append
-        for i in range(start, self._nev):
-            e = &self._ev[i]
-            append((self._ids[e.slot], e.prev, e.new, e.kind, e.now, e.last_mono, e.last_wall,
-                    e.deadline))
+        if n == 0:
+            return 0
+        block = np.empty(n, dtype=EVENT_DTYPE)
+        cdef unsigned char[::1] raw = block.view(np.uint8)
+        memcpy(&raw[0], &self._ev[start], n * sizeof(Event))
+        ids = PyList_New(n)
+        for i in range(n):
+            item = <PyObject*>PyList_GET_ITEM(self._ids, self._ev[start + i].slot)
+            Py_INCREF(<object>item)
+            PyList_SET_ITEM(ids, i, <object>item)
+        self._events.append((ids, block))
         self._nev = start
         return 0
 

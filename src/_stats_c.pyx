@@ -23,7 +23,7 @@ calls are split over the machine's cores (see ``_MIN_PARALLEL``).
 """
 
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
-from libc.math cimport NAN, sqrt
+from libc.math cimport INFINITY, NAN, sqrt
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from *:
@@ -43,7 +43,7 @@ cdef enum:
     # numpy's pairwise summation: blocks of at most 128 summed with 8 accumulators.
     PW_BLOCKSIZE = 128
     # Below this many elements a selection range is finished by insertion sort.
-    SMALL = 16
+    SMALL = 12
     # Cache lines of the next agents' rings prefetched while one agent is processed.
     PREFETCH_LINES = 16
     PREFETCH_AHEAD = 2
@@ -154,6 +154,25 @@ cdef inline void _insertion_sort(double* a, Py_ssize_t lo, Py_ssize_t hi) noexce
         a[j + 1] = x
 
 
+cdef inline void _rank_scatter(const double* src, double* dst, Py_ssize_t lo,
+                               Py_ssize_t hi) noexcept nogil:
+    """Sort a small range without a branch: dst[lo..hi-1] = src[lo..hi-1] sorted (ties
+    in position order). Element i goes to lo + the number of elements before it that
+    are <= it plus the number after it that are < it (a permutation); O(m^2)
+    comparisons, but in loops the compiler vectorizes, with nothing to mispredict,
+    which beats insertion sort's one mispredicted exit per element for m <= ~16."""
+    cdef Py_ssize_t i, j, r
+    cdef double x
+    for i in range(lo, hi):
+        x = src[i]
+        r = lo
+        for j in range(lo, i):
+            r += src[j] <= x
+        for j in range(i + 1, hi):
+            r += src[j] < x
+        dst[r] = x
+
+
 cdef inline void _sift_down(double* a, Py_ssize_t root, Py_ssize_t n) noexcept nogil:
     """Max-heap sift-down in the heap a[0..n-1]."""
     cdef Py_ssize_t child
@@ -227,6 +246,15 @@ cdef inline Py_ssize_t _split(const double* src, double* dst, Py_ssize_t lo, Py_
     return nl
 
 
+cdef inline double _med3(double x, double y, double z) noexcept nogil:
+    """Median of three as max(min(x, y), min(max(x, y), z)): min/max instructions, no
+    branch."""
+    cdef double lo_ = x if x < y else y
+    cdef double hi_ = y if x < y else x
+    hi_ = hi_ if hi_ < z else z
+    return hi_ if lo_ < hi_ else lo_
+
+
 cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
                        const Py_ssize_t* ranks, double* vals, int ra, int rb,
                        int depth) noexcept nogil:
@@ -246,39 +274,56 @@ cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
     cdef double* tmp
     while ra < rb:
         m = hi - lo
-        if m <= SMALL or depth == 0:
-            if m <= SMALL:
-                _insertion_sort(src, lo, hi - 1)
-            else:
-                _heap_sort(src + lo, m)
+        if m <= SMALL:
+            _rank_scatter(src, dst, lo, hi)
+            for q in range(ra, rb):
+                vals[q] = dst[ranks[q]]
+            return
+        if depth == 0:
+            _heap_sort(src + lo, m)
             for q in range(ra, rb):
                 vals[q] = src[ranks[q]]
             return
-        if rb - ra == 1:
-            r = ranks[ra]
-            if r == lo:                 # the minimum: one scan
-                p = src[lo]
-                for j in range(lo + 1, hi):
-                    p = src[j] if src[j] < p else p
-                vals[ra] = p
-                return
-            if r == hi - 1:             # the maximum: one scan
-                p = src[lo]
-                for j in range(lo + 1, hi):
-                    p = src[j] if src[j] > p else p
-                vals[ra] = p
-                return
+        if ranks[rb - 1] <= lo + 1:
+            # Only the smallest one or two are wanted: one scan keeps the two smallest
+            # (b = min(b, max(a, x)) is the new second smallest before a = min(a, x)).
+            x = src[lo]
+            y = src[lo + 1]
+            p = x if x < y else y
+            z = y if x < y else x
+            for j in range(lo + 2, hi):
+                x = src[j]
+                y = p if p > x else x
+                z = z if z < y else y
+                p = p if p < x else x
+            for q in range(ra, rb):
+                vals[q] = p if ranks[q] == lo else z
+            return
+        if ranks[ra] >= hi - 2:
+            # Only the largest one or two: the mirror image.
+            x = src[hi - 1]
+            y = src[hi - 2]
+            p = x if x > y else y
+            z = y if x > y else x
+            for j in range(lo, hi - 2):
+                x = src[j]
+                y = p if p < x else x
+                z = z if z > y else y
+                p = p if p > x else x
+            for q in range(ra, rb):
+                vals[q] = p if ranks[q] == hi - 1 else z
+            return
         depth -= 1
-        # Pivot: the median of the first, middle and last elements.
-        mid = lo + (m >> 1)
-        x = src[lo]
-        y = src[mid]
-        z = src[hi - 1]
-        # median = max(min(x, y), min(max(x, y), z)), as min/max instructions (no branch)
-        p = x if x < y else y
-        x = y if x < y else x
-        x = x if x < z else z
-        p = x if p < x else p
+        if m >= 64:
+            # Pivot: Tukey's ninther, the median of the medians of three triples.
+            j = m >> 3
+            mid = lo + (m >> 1)
+            p = _med3(_med3(src[lo], src[lo + j], src[lo + 2 * j]),
+                      _med3(src[mid - j], src[mid], src[mid + j]),
+                      _med3(src[hi - 1 - 2 * j], src[hi - 1 - j], src[hi - 1]))
+        else:
+            # Pivot: the median of the first, middle and last elements.
+            p = _med3(src[lo], src[lo + (m >> 1)], src[hi - 1])
         i = _split(src, dst, lo, hi, p, False)      # dst[lo..i-1] < p <= dst[i..hi-1]
         tmp = src
         src = dst
@@ -338,25 +383,38 @@ cdef inline double _rank_value(Py_ssize_t k, Py_ssize_t n, double mn, double mx,
 # One agent
 # ---------------------------------------------------------------------------------------
 
-cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssize_t cnt,
-                        double lo, double hi, double* buf, double* buf2,
-                        double* o) noexcept nogil:
-    cdef Py_ssize_t s, e, j, m = 0, n, k
-    cdef double t, mn, mx, total, mean, last, vi
-    cdef bint has_nan = False
-    cdef int q, nr
-    cdef Py_ssize_t ranks[6]
-    cdef double vals[6]
-    cdef double vis[3]
-    # The valid records, oldest first: positions s, s+1, ... (mod H), s = head - cnt mod H.
-    s = head - cnt
-    if s < 0:
-        s += H
-    e = s + cnt
+cdef inline Py_ssize_t _direct_intervals(const double* row, Py_ssize_t H, Py_ssize_t s,
+                                         Py_ssize_t cnt, double* buf) noexcept nogil:
+    """Intervals of all cnt records starting at ring position s (no time range): the
+    differences straight from the ring, in up to two straight segments. Returns their
+    number, max(cnt - 1, 0)."""
+    cdef Py_ssize_t j, w = 0, e = s + cnt
+    if cnt < 2:
+        return 0
+    if e <= H:
+        for j in range(cnt - 1):
+            buf[j] = row[s + j + 1] - row[s + j]
+        return cnt - 1
+    for j in range(s, H - 1):
+        buf[w] = row[j + 1] - row[j]
+        w += 1
+    buf[w] = row[0] - row[H - 1]          # across the wrap
+    w += 1
+    for j in range(e - H - 1):
+        buf[w + j] = row[j + 1] - row[j]
+    return cnt - 1
+
+
+cdef inline Py_ssize_t _kept_intervals(const double* row, Py_ssize_t H, Py_ssize_t s,
+                                       Py_ssize_t cnt, double lo, double hi,
+                                       double* buf) noexcept nogil:
+    """Intervals between the consecutive records t with lo <= t <= hi (NaN never is).
+    Returns their number."""
+    cdef Py_ssize_t j, m = 0, e = s + cnt
+    cdef double t
     if e > H:
         e = H
-    # Keep lo <= t <= hi without a branch: always store, advance only if kept.
-    # (NaN fails both comparisons and is dropped.)
+    # Keep without a branch: always store, advance only if kept.
     for j in range(s, e):
         t = row[j]
         buf[m] = t
@@ -365,32 +423,86 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
         t = row[j]
         buf[m] = t
         m += (t >= lo) & (t <= hi)
-    n = m - 1
-    if n <= 0:
+    # Differences in place (buf[j + 1] is read before it is overwritten).
+    for j in range(m - 1):
+        buf[j] = buf[j + 1] - buf[j]
+    return m - 1 if m > 1 else 0
+
+
+cdef inline bint _has_nan(const double* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        if a[j] != a[j]:
+            return True
+    return False
+
+
+cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssize_t cnt,
+                        double lo, double hi, bint whole, double* buf, double* buf2,
+                        double* o) noexcept nogil:
+    """Row o of the output for one agent; ``whole`` if lo == -inf and hi == +inf."""
+    cdef Py_ssize_t s, j, n, k
+    cdef double t, mn, mx, mn2, mx2, total, mean, vi
+    cdef int q, nr
+    cdef Py_ssize_t ranks[6]
+    cdef double vals[6]
+    cdef double vis[3]
+    # The valid records, oldest first: positions s, s+1, ... (mod H), s = head - cnt mod H.
+    s = head - cnt
+    if s < 0:
+        s += H
+    if whole:
+        n = _direct_intervals(row, H, s, cnt, buf)
+    else:
+        n = _kept_intervals(row, H, s, cnt, lo, hi, buf)
+    if n == 0:
         o[0] = 0.0
         for j in range(1, NCOL):
             o[j] = NAN
         return
-    # Intervals, in place (buf[j+1] is read before it is overwritten).
-    mn = buf[1] - buf[0]
-    mx = mn
-    for j in range(n):
-        t = buf[j + 1] - buf[j]
-        buf[j] = t
-        has_nan |= t != t
-        mn = t if t < mn else mn
-        mx = t if t > mx else mx
-    last = buf[n - 1]
-    o[0] = <double>n
-    o[8] = last
-    if has_nan:
-        for j in range(1, 8):
-            o[j] = NAN
-        return
     total = _pairwise_sum(buf, n)
+    if total != total and _has_nan(buf, n):
+        # A NaN interval: from a NaN record (which the range test drops, so redo the
+        # no-range case with it) or from two +inf records (numpy: NaN statistics).
+        if whole:
+            n = _kept_intervals(row, H, s, cnt, lo, hi, buf)
+            if n == 0:
+                o[0] = 0.0
+                for j in range(1, NCOL):
+                    o[j] = NAN
+                return
+            total = _pairwise_sum(buf, n)
+        if total != total and _has_nan(buf, n):
+            o[0] = <double>n
+            for j in range(1, 8):
+                o[j] = NAN
+            o[8] = buf[n - 1]
+            return
+    o[0] = <double>n
+    o[8] = buf[n - 1]                     # the newest interval
     mean = total / <double>n
     o[1] = mean
     o[2] = sqrt(_pairwise_sqdev(buf, n, mean) / <double>n)
+    # min and max with two accumulators each (shorter dependency chains).
+    mn = buf[0]
+    mx = mn
+    mn2 = mn
+    mx2 = mn
+    j = 1
+    while j + 1 < n:
+        t = buf[j]
+        mn = t if t < mn else mn
+        mx = t if t > mx else mx
+        t = buf[j + 1]
+        mn2 = t if t < mn2 else mn2
+        mx2 = t if t > mx2 else mx2
+        j += 2
+    if j < n:
+        t = buf[j]
+        mn = t if t < mn else mn
+        mx = t if t > mx else mx
+    mn = mn2 if mn2 < mn else mn
+    mx = mx2 if mx2 > mx else mx
     o[3] = mn
     o[4] = mx
     # Percentiles, numpy 'linear': virtual index vi = (n-1)*q; a, b the floor(vi)-th and
@@ -429,6 +541,7 @@ cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
                double* buf) noexcept nogil:
     cdef Py_ssize_t i, j, H = ring.shape[1]
     cdef Py_ssize_t lines = (H + 7) >> 3      # 8 doubles per 64-byte cache line
+    cdef bint whole = lo == -INFINITY and hi == INFINITY
     cdef const char* p
     if lines > PREFETCH_LINES:
         lines = PREFETCH_LINES
@@ -438,7 +551,7 @@ cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
             p = <const char*>&ring[rows[i + PREFETCH_AHEAD], 0]
             for j in range(lines):
                 __builtin_prefetch(p + 64 * j)
-        _agent(&ring[rows[i], 0], H, heads[i], counts[i], lo, hi, buf, buf + H,
+        _agent(&ring[rows[i], 0], H, heads[i], counts[i], lo, hi, whole, buf, buf + H,
                &out[start + i, 0])
 
 

@@ -15,7 +15,7 @@ HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 TOP_KEYS = {"version", "moai_flow_fast", "engine", "machine", "parameters", "points", "latency",
             "answers", "elapsed_s"}
 ANSWER_KEYS = {"interval_s", "cpu_budget_percent", "max_agents", "basis_agents",
-               "cpu_per_agent", "extrapolated", "text"}
+               "cpu_per_agent", "extrapolated", "note", "text"}
 
 
 def test_quick_capacity_run_writes_json_and_png(tmp_path, capsys):
@@ -30,7 +30,7 @@ def test_quick_capacity_run_writes_json_and_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ns/hb" in out and "B/agent" in out
     assert "At interval 0.5 s with a CPU budget of 1% of a core, one monitor can watch" in out
-    assert "extrapolated from 1,000 agents" in out
+    assert "extrapolated beyond the largest measured count, from the costs at 1,000" in out
 
     data = json.loads(js.read_text())
     assert set(data) == TOP_KEYS
@@ -86,24 +86,48 @@ def test_sweep_options():
     assert CapacityConfig.from_args(agents=[30, 10, 30]).agents == [10, 30]
 
 
+def _pt(agents, hb_ns, wheel_s, share=None):
+    period = 0.8
+    point = {"agents": agents, "interval_s": 1.0, "heartbeat_period_s": period,
+             "heartbeat_cost_ns": hb_ns, "wheel_cpu_per_s": wheel_s,
+             "memory_bytes_per_agent": 1000.0}
+    point["cpu_share"] = (agents / period * hb_ns / 1e9 + wheel_s) if share is None else share
+    return point
+
+
 def test_answer_arithmetic_by_hand():
     config = CapacityConfig(intervals=[1.0], cpu_budget=1.0)
     # Per agent: 500 ns per heartbeat, one heartbeat per 0.8 s -> 625 ns/s; wheel 0.001 s/s
     # over 1000 agents -> 1000 ns/s. Total 1625 ns of CPU per second per agent.
     # 1 % of a core = 0.01 s/s -> 0.01 / 1.625e-6 = 6153.8 -> 6153 agents.
-    point = {"agents": 1000, "interval_s": 1.0, "heartbeat_period_s": 0.8,
-             "heartbeat_cost_ns": 500.0, "wheel_cpu_per_s": 0.001,
-             "memory_bytes_per_agent": 1000.0}
-    small = dict(point, agents=10, heartbeat_cost_ns=99999.0)   # not the basis
-    [ans] = answers([small, point], config)
+    small = _pt(100, 400.0, 0.00005)          # share 0.0001: within budget
+    point = _pt(1000, 500.0, 0.001)           # share 0.001625: within budget
+    [ans] = answers([point, small], config)   # all within: extrapolate from the largest
     assert ans["basis_agents"] == 1000
     assert ans["cpu_per_agent"] == pytest.approx(1.625e-6)
     assert ans["max_agents"] == 6153
     assert ans["extrapolated"] is True
+    assert ans["note"].startswith("extrapolated beyond the largest measured count")
     assert ans["text"] == ("At interval 1 s with a CPU budget of 1% of a core, one monitor "
                            "can watch 6,100 agents (~5.9 MB of memory).")
-    [within] = answers([dict(point, agents=100_000, wheel_cpu_per_s=0.1)], config)
-    assert within["max_agents"] == 6153 and within["extrapolated"] is False
+
+    # 10,000 agents at 800 ns/hb and 0.02 s/s of wheel: share 0.03 > 1 %. Per agent
+    # 1e-6 + 2e-6 = 3e-6 -> 0.01 / 3e-6 = 3333 (>= the 1000 measured within budget).
+    big = _pt(10_000, 800.0, 0.02)
+    huge = _pt(100_000, 900.0, 0.5)           # also over; not the basis
+    [ans] = answers([small, point, big, huge], config)
+    assert ans["basis_agents"] == 10_000
+    assert ans["max_agents"] == 3333
+    assert ans["extrapolated"] is False
+    assert ans["note"] == ("between the measured 1,000 and 10,000 agents, with the costs "
+                           "measured at 10,000")
+    # Never below a count measured within the budget.
+    [floor] = answers([point, _pt(2000, 50_000.0, 0.5)], config)
+    assert floor["max_agents"] == 1000
+    # Over budget even at the smallest count: extrapolated below the range.
+    [below] = answers([big], config)
+    assert below["max_agents"] == 3333 and below["extrapolated"] is True
+    assert below["note"].startswith("extrapolated below the smallest measured count")
 
 
 def test_progress_bar_only_after_a_few_seconds():
