@@ -8,7 +8,8 @@ time; at each tick the agents due send their heartbeat, then `advance()` runs th
 After a warm-up of I + one heartbeat period, at least two heartbeat periods (and at least
 `MIN_MEASURED` heartbeats) are measured:
 
-- `heartbeat_cost_ns`: wall time per `record_heartbeat` call, from a Python loop;
+- `heartbeat_cost_ns`: wall time per `record_heartbeat` call, from a Python loop (less the
+  cost of reading the timer around each tick's loop);
 - `wheel_cpu_per_s`: wall time spent in `advance()` per simulated second (the work of the
   monitor's wheel thread; `advance()` is called every tick, the most often the real thread
   wakes), and the wheel operations per second and cost per operation where the engine
@@ -69,7 +70,7 @@ QUICK_INTERVALS = [1.0]
 POINT_KEYS = ("agents", "interval_s", "heartbeat_period_s", "heartbeats_measured",
               "heartbeat_cost_ns", "heartbeats_per_s", "wheel_cpu_per_s", "wheel_ops_per_s",
               "wheel_op_cost_ns", "mean_heartbeat_cost_ns", "mean_wheel_cpu_per_s",
-              "cpu_share", "memory_bytes_per_agent",
+              "timer_overhead_ns", "periods_measured", "cpu_share", "memory_bytes_per_agent",
               "rss_bytes_per_agent", "transitions", "latency_ms")
 
 
@@ -201,6 +202,7 @@ def measure_point(ids: list[str], interval_s: float, config: CapacityConfig,
     label = f"{n:,} agents, interval {interval_s:g} s"
 
     gc.collect()
+    timer = _timer_overhead()      # before tracemalloc, which slows the timer's floats
     rss0 = _rss_bytes()
     if memory:
         tracemalloc.start()
@@ -237,17 +239,21 @@ def measure_point(ids: list[str], interval_s: float, config: CapacityConfig,
         clock.set((t0_ns + (s + 1) * tick) / _NS)
         k = s % steps
         chunk = ids[bounds[k]:bounds[k + 1]]
-        a = perf()
-        for aid in chunk:
-            record(aid)
-        b = perf()
+        if chunk:
+            a = perf()
+            for aid in chunk:
+                record(aid)
+            b = perf()
+            dt = max(0.0, b - a - timer)
+        else:
+            b, dt = perf(), 0.0
         monitor.advance()
         c = perf()
         if s >= warm_steps:
-            hb_time += b - a
+            hb_time += dt
             hb_count += len(chunk)
             wheel_time += c - b
-            block_hb += b - a
+            block_hb += dt
             block_wheel += c - b
             if k == steps - 1:
                 blocks.append((block_hb / n, block_wheel))
@@ -279,6 +285,8 @@ def measure_point(ids: list[str], interval_s: float, config: CapacityConfig,
         "wheel_ops_per_s": ops_per_s,
         "wheel_op_cost_ns": (wheel_per_s / ops_per_s * 1e9 if ops_per_s else None),
         "mean_heartbeat_cost_ns": hb_time / hb_count * 1e9 if hb_count else None,
+        "timer_overhead_ns": timer * 1e9,
+        "periods_measured": len(blocks),
         "mean_wheel_cpu_per_s": wheel_time / sim_s,
         "cpu_share": hb_per_s * hb_cost + wheel_per_s,
         "memory_bytes_per_agent": None if mem_bytes is None else mem_bytes / n,
@@ -286,6 +294,19 @@ def measure_point(ids: list[str], interval_s: float, config: CapacityConfig,
         "transitions": stats["transitions"],
         "latency_ms": None,
     }
+
+
+def _timer_overhead() -> float:
+    """Seconds that a pair of perf_counter() calls around an empty loop costs (median)."""
+    perf = time.perf_counter
+    empty: list[str] = []
+    samples = []
+    for _ in range(2001):
+        a = perf()
+        for _aid in empty:
+            pass
+        samples.append(perf() - a)
+    return _median(samples)
 
 
 def measure_latency(ids: list[str], config: CapacityConfig, progress: Progress

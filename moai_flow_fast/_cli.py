@@ -287,6 +287,7 @@ def _run_demo(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{header}; registering...\n")
     out.flush()
     board = Dashboard(out, plain, header)
+    board.drawn = 0 if plain else 1      # the live block replaces the "registering" line
     result = swarm.run(board.update, refresh=1.0 if plain else 0.5)
     out.write("\n" + "\n".join(result.format()) + "\n")
     out.flush()

@@ -7,6 +7,7 @@ engines report the same transitions in the same order.
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
 from collections import deque
@@ -46,9 +47,9 @@ class _Agent:
                  "reported", "ring", "seq", "started", "threshold", "token", "when")
 
     def __init__(self, key: Any, interval_ns: int, threshold: int, now: int, wall: float,
-                 seq: int, history_size: int) -> None:
+                 seq: int, history_size: int, handle_base: int) -> None:
         self.key = key
-        self.handle = seq   # unique for the engine's life: a handle can never alias
+        self.handle = handle_base + seq   # unique for the engine's life: never aliases
         self.interval_ns = interval_ns
         self.threshold = threshold
         self.last_mono = now
@@ -89,6 +90,9 @@ class Engine:
         self._states = states
         self._lock = threading.RLock()
         self._agents: dict[Any, _Agent] = {}
+        self._by_handle: dict[int, _Agent] = {}
+        # Random per engine, so another monitor's handles are (almost surely) not live here.
+        self._handle_base = int.from_bytes(os.urandom(4), "little") << 24
         self._stopped: dict[Any, History] = {}
         self._stopped_total = 0
         self._heap: list[tuple[int, int, _Agent]] = []
@@ -171,22 +175,29 @@ class Engine:
 
     # -- registration ---------------------------------------------------------------------
 
+    def _register(self, agent_id: Any, interval_ns: int, threshold: int, start_clock: bool,
+                  now: int, wall: float) -> bool:
+        if self._lookup(agent_id) is not None:
+            return False
+        a = _Agent(agent_id, interval_ns, threshold, now, wall, self._next_seq, self._hsize,
+                   self._handle_base)
+        self._next_seq += 1
+        if start_clock:
+            a.clock = True
+            self._arm(a, _ceil_div(now + interval_ns, self._tick))
+        old = self._stopped.pop(agent_id, None)
+        if old is not None:
+            self._stopped_total -= len(old[0])
+        self._agents[agent_id] = a
+        self._by_handle[a.handle] = a
+        return True
+
     def start(self, agent_id: Any, interval_ns: int, threshold: int, start_clock: bool) -> bool:
         with self._lock:
-            if self._lookup(agent_id) is not None:
-                return False
-            now, wall = self._now_mono(), self._now_wall()
-            a = _Agent(agent_id, interval_ns, threshold, now, wall, self._next_seq, self._hsize)
-            self._next_seq += 1
-            if start_clock:
-                a.clock = True
-                self._arm(a, _ceil_div(now + interval_ns, self._tick))
-            old = self._stopped.pop(agent_id, None)
-            if old is not None:
-                self._stopped_total -= len(old[0])
-            self._agents[agent_id] = a
+            added = self._register(agent_id, interval_ns, threshold, start_clock,
+                                   self._now_mono(), self._now_wall())
         self._after()
-        return True
+        return added
 
     def stop(self, agent_id: Any) -> bool:
         with self._lock:
@@ -194,6 +205,7 @@ class Engine:
             if a is None:
                 return False
             del self._agents[agent_id]
+            del self._by_handle[a.handle]
             self._disarm(a)
             if a.hist:
                 hist = self._ordered(a)
@@ -209,6 +221,24 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------------
 
+    def _beat(self, a: _Agent, now: int, wall: float, metadata: Any) -> None:
+        a.ring.append((wall, metadata if metadata else None))
+        while a.clock and a.reported != _F:
+            d = a.crossing_deadline()
+            if d > now:
+                break
+            new = _next(a.reported, a.threshold)
+            self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
+            a.reported = new
+        if a.reported != _H:
+            self._emit(a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns, now, wall)
+            a.reported = _H
+        a.last_mono, a.last_wall = now, wall
+        a.clock = a.hb = a.hist = True
+        due = _ceil_div(now + a.interval_ns, self._tick)
+        if a.when is None or a.when > due:
+            self._arm(a, due)
+
     def record_heartbeat(self, agent_id: Any, metadata: Mapping[Any, Any] | None = None) -> bool:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(
@@ -217,24 +247,7 @@ class Engine:
             a = self._lookup(agent_id)
             if a is None:
                 return False
-            now, wall = self._now_mono(), self._now_wall()
-            a.ring.append((wall, metadata if metadata else None))
-            while a.clock and a.reported != _F:
-                d = a.crossing_deadline()
-                if d > now:
-                    break
-                new = _next(a.reported, a.threshold)
-                self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
-                a.reported = new
-            if a.reported != _H:
-                self._emit(a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns,
-                           now, wall)
-                a.reported = _H
-            a.last_mono, a.last_wall = now, wall
-            a.clock = a.hb = a.hist = True
-            due = _ceil_div(now + a.interval_ns, self._tick)
-            if a.when is None or a.when > due:
-                self._arm(a, due)
+            self._beat(a, self._now_mono(), self._now_wall(), metadata)
             queued = self._publish(sort=False) > 0
         if queued and self.notify is not None:
             self.notify()
@@ -395,3 +408,111 @@ class Engine:
                 return False
             self._stopped_total -= len(old[0])
             return True
+
+    # -- batch and analytics -------------------------------------------------------------------
+
+    def handles(self, agent_ids: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
+        out = np.empty(len(agent_ids), dtype=np.int64)
+        for i, agent_id in enumerate(agent_ids):
+            try:
+                a = self._agents.get(agent_id)
+            except TypeError:
+                raise TypeError(f"agent_ids[{i}] must be hashable, "
+                                f"got {type(agent_id).__name__}") from None
+            out[i] = -1 if a is None else a.handle
+        return out
+
+    def ids_of(self, handles: Any) -> list[Any]:
+        with self._lock:
+            by = self._by_handle
+            return [None if (a := by.get(h)) is None else a.key for h in handles.tolist()]
+
+    def start_many(self, agent_ids: Any, interval_ns: Any, thresholds: Any, start_clock: bool
+                   ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        out = np.zeros(len(agent_ids), dtype=np.bool_)
+        with self._lock:
+            now, wall = self._now_mono(), self._now_wall()
+            for i, (agent_id, ns, t) in enumerate(zip(agent_ids, interval_ns.tolist(),
+                                                      thresholds.tolist())):
+                out[i] = self._register(agent_id, ns, t, start_clock, now, wall)
+        self._after()
+        return out
+
+    def record_many(self, handles: Any, walls: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        out = np.zeros(len(handles), dtype=np.bool_)
+        with self._lock:
+            now, wall = self._now_mono(), self._now_wall()
+            by = self._by_handle
+            stamps = [None] * len(handles) if walls is None else walls.tolist()
+            for i, (h, t) in enumerate(zip(handles.tolist(), stamps)):
+                a = by.get(h)
+                if a is None:
+                    continue
+                if t is None:
+                    self._beat(a, now, wall, None)
+                else:
+                    t = min(t, wall)
+                    mono = now - int((wall - t) * 1e9)
+                    if a.hb and mono < a.last_mono:
+                        continue
+                    self._beat(a, mono, t, None)
+                out[i] = True
+            queued = self._publish(sort=False) > 0
+        if queued and self.notify is not None:
+            self.notify()
+        self._after()
+        return out
+
+    def history_array(self, agent_id: Any, copy: bool) -> np.ndarray[Any, Any] | None:
+        hist = self.history(agent_id)
+        return None if hist is None else hist[0].copy()
+
+    def histories(self, handles: Any, padded: bool) -> Any:
+        with self._lock:
+            rings = [self._by_handle.get(h) for h in handles.tolist()]
+            stamps = [[r[0] for r in a.ring] if a is not None and a.hist else [] for a in rings]
+        if padded:
+            out = np.full((len(stamps), self._hsize), np.nan)
+            for i, ts in enumerate(stamps):
+                out[i, :len(ts)] = ts
+            return out
+        offsets = np.zeros(len(stamps) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(ts) for ts in stamps])
+        values = np.array([t for ts in stamps for t in ts], dtype=np.float64)
+        return values, offsets
+
+    def interval_stats(self, handles: Any, lo: float, hi: float, kernel: Any) -> Any:
+        n = len(handles)
+        ring = np.zeros((n, self._hsize))
+        heads = np.zeros(n, dtype=np.int32)
+        counts = np.zeros(n, dtype=np.int32)
+        with self._lock:
+            for i, h in enumerate(handles.tolist()):
+                a = self._by_handle.get(h)
+                if a is not None and a.hist:
+                    k = len(a.ring)
+                    ring[i, :k] = [r[0] for r in a.ring]
+                    heads[i], counts[i] = k % self._hsize, k
+        out = np.empty((n, 9))
+        kernel(ring, heads, counts, np.arange(n, dtype=np.int64), lo, hi, out, 0)
+        return out
+
+    def snapshot(self) -> tuple[Any, ...]:
+        with self._lock:
+            now, wall = self._now_mono(), self._now_wall()
+            agents = list(self._agents.values())
+            n = len(agents)
+            handles = np.array([a.handle for a in agents], dtype=np.int64)
+            states = np.array([a.state(now) for a in agents], dtype=np.int8)
+            elapsed = np.array([now - a.last_mono if a.clock else -1 for a in agents],
+                               dtype=np.int64)
+            count = np.zeros(n, dtype=np.int64)
+            means = np.full(n, np.nan)
+            stds = np.full(n, np.nan)
+            for i, a in enumerate(agents):
+                if a.hist and len(a.ring) > 1:
+                    iv = np.diff([r[0] for r in a.ring])
+                    count[i] = len(iv)
+                    means[i] = (a.ring[-1][0] - a.ring[0][0]) / len(iv)
+                    stds[i] = np.sqrt(np.mean((iv - means[i]) ** 2))
+            return [a.key for a in agents], handles, states, elapsed, count, means, stds, now, wall

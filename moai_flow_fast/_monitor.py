@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from ._alerts import AlertDispatcher, Callback
+from ._analytics import AnalyticsMixin
+from ._batch import BatchMixin
+from ._events import AlertBatch
 from ._background import Background
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
@@ -25,7 +29,7 @@ def _stop_background(background: Background) -> None:
     background.stop()
 
 
-class HeartbeatMonitor:
+class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     """Watches agents' heartbeats and reports, to the tick, when each goes quiet.
 
     The positional arguments and every documented method behave as MoAI-Flow's
@@ -163,9 +167,12 @@ class HeartbeatMonitor:
         *,
         on_recovery: bool | None = None,
         recovery_callback: Callback | None = None,
+        batch_callback: Callable[[AlertBatch], Any] | None = None,
     ) -> None:
         """Enable or disable alerts and set callbacks; None leaves a setting unchanged.
-        A recovery callback (keyword-only) also enables recovery alerts."""
+        A recovery callback (keyword-only) also enables recovery alerts. A batch callback
+        receives each advance's transitions (crossings and recoveries) as one `AlertBatch`
+        of arrays, beside the per-agent callbacks."""
         flags = {"on_degraded": on_degraded, "on_critical": on_critical,
                  "on_failed": on_failed, "on_recovery": on_recovery}
         for name, flag in flags.items():
@@ -174,7 +181,8 @@ class HeartbeatMonitor:
         callbacks = {"degraded_callback": degraded_callback,
                      "critical_callback": critical_callback,
                      "failed_callback": failed_callback,
-                     "recovery_callback": recovery_callback}
+                     "recovery_callback": recovery_callback,
+                     "batch_callback": batch_callback}
         for name, cb in callbacks.items():
             if cb is not None and not callable(cb):
                 raise TypeError(f"{name} must be callable, got {type(cb).__name__}")
@@ -190,6 +198,8 @@ class HeartbeatMonitor:
             self._dispatcher.recovery_enabled = True
         if on_recovery is not None:
             self._dispatcher.recovery_enabled = on_recovery
+        if batch_callback is not None:
+            self._dispatcher.batch_callback = batch_callback
 
     # -- stats and lifecycle ------------------------------------------------------------------
 

@@ -177,7 +177,7 @@ class Report:
         lat = self.latency_summary()
         wheel = self.latency_summary(self.wheel_latencies)
         lines.append("Detection latency (callback - deadline): " + _fmt_lat(lat)
-                     + f"   over {len(self.latencies):,} detections")
+                     + (f"   over {len(self.latencies):,} detections" if self.latencies else ""))
         lines.append("  of which the wheel (detected - deadline): " + _fmt_lat(wheel))
         if self.false_alarms or self.missed or self.recovery_mismatches:
             for crossing in self.missed[:5]:

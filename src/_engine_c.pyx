@@ -11,6 +11,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
+from libc.math cimport NAN, sqrt
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
@@ -19,6 +20,8 @@ from _common cimport (
     F_META, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult, crossing_next, state_of,
 )
 from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
+
+import os
 
 import numpy as np
 
@@ -56,6 +59,12 @@ cdef enum:
     CHUNK = 1024
     PREFETCH = 16           # records prefetched ahead while a bucket is processed
 
+# A handle is slot | generation << 32: the low 32 bits are the slot. Generations are 31
+# bits, so handles are positive; each engine starts them at a random base, so a handle of
+# another monitor matches a live agent here with odds of about 2**-31.
+cdef int64_t SLOT_MASK = 0xFFFFFFFF
+cdef uint32_t GEN_MASK = 0x7FFFFFFF
+
 # Ticks; a farther deadline is parked and re-armed when it comes up.
 cdef int64_t MAX_AHEAD = (<int64_t>1) << 40
 
@@ -88,9 +97,14 @@ cdef void _huge(void* p, size_t size) noexcept nogil:
         madvise(<void*>lo, hi - lo, MADV_HUGEPAGE)
 
 
-@cython.final
-cdef class Engine:
-    """Agent table + timer wheel + rings. Every method is safe from any thread."""
+cdef double* _data(object arr) except NULL:
+    # The first double of a non-empty C-contiguous float64 array (which keeps it alive).
+    cdef double[::1] flat = arr.reshape(-1)
+    return &flat[0]
+
+
+cdef class _Core:
+    """Agent table + timer wheel + rings (the per-agent half of Engine)."""
 
     cdef Agent* _agents
     cdef int64_t* _seq
@@ -120,6 +134,7 @@ cdef class Engine:
     cdef object _clock
     cdef tuple _states
     cdef dict _index             # agent id -> handle (slot | gen << 32)
+    cdef uint32_t _gen_base
     cdef list _ids               # slot -> agent id
     cdef dict _meta              # slot -> list of metadata per ring position
     cdef dict _stopped           # agent id -> (timestamps, metadata list or None)
@@ -150,6 +165,7 @@ cdef class Engine:
         self._events = []
         self._chunk_arrays = []
         self._sleep_tick = INT64_MIN
+        self._gen_base = <uint32_t>(int.from_bytes(os.urandom(4), "little") & GEN_MASK)
         self.notify = None
         self.wake = None
         wheel_init(&self._wheel, self._now_mono() // self._tick)
@@ -167,6 +183,7 @@ cdef class Engine:
 
     # -- locking and clocks ---------------------------------------------------------
 
+    @cython.final
     cdef inline int _lock(self) except -1:
         cdef unsigned long me = PyThread_get_thread_ident()
         if self._owner == me:
@@ -179,10 +196,12 @@ cdef class Engine:
         self._owner = me
         return 0
 
+    @cython.final
     cdef inline void _unlock(self) noexcept:
         self._owner = 0
         pthread_mutex_unlock(&self._mutex)
 
+    @cython.final
     cdef inline int64_t _now_mono(self) except? -1:
         cdef timespec ts
         if self._sysclock:
@@ -190,6 +209,7 @@ cdef class Engine:
             return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
         return self._clock.monotonic_ns()
 
+    @cython.final
     cdef inline double _now_wall(self) except? -1.0:
         cdef timespec ts
         if self._sysclock:
@@ -197,9 +217,11 @@ cdef class Engine:
             return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
         return self._clock.time()
 
+    @cython.final
     cdef inline double* _ring(self, int32_t s) noexcept nogil:
         return self._rings[s >> CHUNK_BITS] + <Py_ssize_t>(s & (CHUNK - 1)) * self._hsize
 
+    @cython.final
     cdef inline int32_t _slot_of(self, object agent_id) except -2:
         # -1 when not monitored. Called with the lock held.
         cdef object h
@@ -209,8 +231,9 @@ cdef class Engine:
             raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
         if h is None:
             return -1
-        return <int32_t>(<uint64_t>h & 0xFFFFFFFF)
+        return <int32_t>(<uint64_t>h & SLOT_MASK)
 
+    @cython.final
     cdef inline void _after(self):
         # Hooks run outside the lock: they may re-enter the engine.
         if self._wake_pending:
@@ -407,55 +430,61 @@ cdef class Engine:
 
     # -- registration -----------------------------------------------------------------
 
-    def start(self, agent_id, int64_t interval_ns, int32_t threshold, bint start_clock):
-        """Register an agent; False if it is already monitored."""
+    cdef int32_t _register(self, object agent_id, int64_t interval_ns, int32_t threshold,
+                           bint start_clock, int64_t now, double wall) except -2:
+        # With the lock held: -1 if already monitored, else the new slot.
         cdef int32_t s
         cdef Agent* a
-        cdef int64_t now
-        cdef double wall
-        self._lock()
-        try:
-            if self._slot_of(agent_id) >= 0:
-                return False
-            now = self._now_mono()
-            wall = self._now_wall()
-            if self._nfree:
-                self._nfree -= 1
-                s = self._free[self._nfree]
-            else:
-                if self._high == self._cap:
-                    self._grow()
-                if (self._high >> CHUNK_BITS) == self._nchunks:
-                    self._add_chunk()
-                s = self._high
-                self._high += 1
-            a = &self._agents[s]
-            a.interval_ns = interval_ns
-            a.threshold = threshold
-            a.reported = ST_HEALTHY
-            a.flags = F_ACTIVE | F_HIST
-            a.head = 0
-            a.count = 0
-            a.last_wall = 0.0
-            a.last_mono = now
-            a.bucket = -1
-            self._seq[s] = self._next_seq
-            self._next_seq += 1
-            self._started[s] = wall
-            if start_clock:
-                a.flags |= F_CLOCK
-                self._arm(s, ceil_div(now + interval_ns, self._tick))
+        if self._slot_of(agent_id) >= 0:
+            return -1
+        if self._nfree:
+            self._nfree -= 1
+            s = self._free[self._nfree]
+        else:
+            if self._high == self._cap:
+                self._grow()
+            if (self._high >> CHUNK_BITS) == self._nchunks:
+                self._add_chunk()
+            s = self._high
+            self._high += 1
+            self._agents[s].gen = self._gen_base
+        a = &self._agents[s]
+        a.interval_ns = interval_ns
+        a.threshold = threshold
+        a.reported = ST_HEALTHY
+        a.flags = F_ACTIVE | F_HIST
+        a.head = 0
+        a.count = 0
+        a.last_wall = 0.0
+        a.last_mono = now
+        a.bucket = -1
+        self._seq[s] = self._next_seq
+        self._next_seq += 1
+        self._started[s] = wall
+        if start_clock:
+            a.flags |= F_CLOCK
+            self._arm(s, ceil_div(now + interval_ns, self._tick))
+        if self._stopped:
             old = self._stopped.pop(agent_id, None)
             if old is not None:
                 self._stopped_total -= len(old[0])
-            self._ids[s] = agent_id
-            # Published last: lock-free readers see a fully initialised slot.
-            self._index[agent_id] = <uint64_t>s | (<uint64_t>a.gen << 32)
-            self.active += 1
+        self._ids[s] = agent_id
+        # Published last: lock-free readers see a fully initialised slot.
+        self._index[agent_id] = <uint64_t>s | (<uint64_t>a.gen << 32)
+        self.active += 1
+        return s
+
+    def start(self, agent_id, int64_t interval_ns, int32_t threshold, bint start_clock):
+        """Register an agent; False if it is already monitored."""
+        cdef int32_t s
+        self._lock()
+        try:
+            s = self._register(agent_id, interval_ns, threshold, start_clock,
+                               self._now_mono(), self._now_wall())
         finally:
             self._unlock()
         self._after()
-        return True
+        return s >= 0
 
     def stop(self, agent_id):
         """Stop monitoring; the history is kept. False if the agent was not monitored."""
@@ -477,7 +506,7 @@ cdef class Engine:
                 self._stopped[agent_id] = (ts, meta)
                 self._stopped_total += len(ts)
             a.flags = 0
-            a.gen += 1
+            a.gen = (a.gen + 1) & GEN_MASK
             self._ids[s] = None
             self._free[self._nfree] = s
             self._nfree += 1
@@ -503,15 +532,53 @@ cdef class Engine:
 
     # -- the hot path -----------------------------------------------------------------
 
-    def record_heartbeat(self, agent_id, metadata=None):
-        """Record a heartbeat now; False (nothing recorded) if the agent is not monitored."""
-        cdef int32_t s, pos
-        cdef Agent* a
-        cdef int64_t now, d
-        cdef double wall
+    cdef int _beat(self, int32_t s, int64_t now, double wall, object metadata) except -1:
+        # One heartbeat of slot s at (now, wall), with the lock held. Returns 1 when it
+        # queued events (crossings the wheel had not reached yet, a recovery), else 0.
+        cdef Agent* a = &self._agents[s]
+        cdef int32_t pos = a.head
+        cdef int64_t d, due
         cdef int8_t new
         cdef Py_ssize_t start
-        cdef bint queued = False
+        self._ring(s)[pos] = wall
+        a.head = pos + 1 if pos + 1 < self._hsize else 0
+        if a.count < self._hsize:
+            a.count += 1
+        if metadata or (a.flags & F_META):
+            self._store_meta(s, pos, metadata)
+        if not (a.reported != ST_HEALTHY or a.bucket < 0
+                or ((a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns)):
+            a.last_mono = now
+            a.last_wall = wall
+            a.flags |= F_CLOCK | F_HB | F_HIST
+            return 0
+        # Slow path: report crossings the wheel has not reached yet, recover, arm.
+        start = self._nev
+        while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
+            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+            if d > now:
+                break
+            new = crossing_next(a.reported, a.threshold)
+            self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
+            a.reported = new
+        if a.reported != ST_HEALTHY:
+            self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY, a.last_mono + a.interval_ns, now, wall)
+            a.reported = ST_HEALTHY
+        a.last_mono = now
+        a.last_wall = wall
+        a.flags |= F_CLOCK | F_HB | F_HIST
+        due = ceil_div(now + a.interval_ns, self._tick)
+        if a.bucket < 0 or a.when > due:
+            # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending beyond
+            # the new DEGRADED one (I): move it in.
+            wheel_remove(&self._wheel, self._agents, s)
+            self._arm(s, due)
+        return 1 if self._nev > start else 0
+
+    def record_heartbeat(self, agent_id, metadata=None):
+        """Record a heartbeat now; False (nothing recorded) if the agent is not monitored."""
+        cdef int32_t s
+        cdef int queued = 0
         if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
         self._lock()
@@ -519,45 +586,9 @@ cdef class Engine:
             s = self._slot_of(agent_id)
             if s < 0:
                 return False
-            now = self._now_mono()
-            wall = self._now_wall()
-            a = &self._agents[s]
-            pos = a.head
-            self._ring(s)[pos] = wall
-            a.head = pos + 1 if pos + 1 < self._hsize else 0
-            if a.count < self._hsize:
-                a.count += 1
-            if metadata or (a.flags & F_META):
-                self._store_meta(s, pos, metadata)
-            if (a.reported != ST_HEALTHY or a.bucket < 0
-                    or ((a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns)):
-                # Slow path: report crossings the wheel has not reached yet, recover, arm.
-                start = self._nev
-                while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
-                    d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
-                    if d > now:
-                        break
-                    new = crossing_next(a.reported, a.threshold)
-                    self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
-                    a.reported = new
-                if a.reported != ST_HEALTHY:
-                    self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY,
-                               a.last_mono + a.interval_ns, now, wall)
-                    a.reported = ST_HEALTHY
-                a.last_mono = now
-                a.last_wall = wall
-                a.flags |= F_CLOCK | F_HB | F_HIST
-                if a.bucket < 0 or a.when > ceil_div(now + a.interval_ns, self._tick):
-                    # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending
-                    # beyond the new DEGRADED one (I): move it in.
-                    wheel_remove(&self._wheel, self._agents, s)
-                    self._arm(s, ceil_div(now + a.interval_ns, self._tick))
-                queued = self._nev > start
-                self._publish(start)
-            else:
-                a.last_mono = now
-                a.last_wall = wall
-                a.flags |= F_CLOCK | F_HB | F_HIST
+            queued = self._beat(s, self._now_mono(), self._now_wall(), metadata)
+            if queued:
+                self._publish(0)
         finally:
             self._unlock()
         if queued and self.notify is not None:
@@ -585,7 +616,7 @@ cdef class Engine:
             raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
         if h is None:
             raise ValueError(f"Agent {agent_id} not being monitored")
-        return self._states[state_of(&self._agents[<uint64_t>h & 0xFFFFFFFF], now)]
+        return self._states[state_of(&self._agents[<uint64_t>h & SLOT_MASK], now)]
 
     # -- the wheel thread ---------------------------------------------------------------
 
@@ -763,7 +794,7 @@ cdef class Engine:
         cdef int32_t s
         out = []
         for agent_id, h in list(self._index.items()):
-            s = <int32_t>(<uint64_t>h & 0xFFFFFFFF)
+            s = <int32_t>(<uint64_t>h & SLOT_MASK)
             if self._agents[s].flags & F_HIST:
                 out.append(agent_id)
         out.extend(self._stopped)
@@ -819,3 +850,6 @@ cdef class Engine:
             return True
         finally:
             self._unlock()
+
+
+include "_engine_batch.pxi"

@@ -15,11 +15,13 @@ percentiles use numpy's default ``'linear'`` method, ``last`` is the newest inte
 With no interval every column but ``count`` is NaN; an interval that is NaN (from two
 ``+inf`` timestamps) makes mean, std, min, max and the percentiles NaN, as in numpy.
 
-The per-agent pass copies the kept timestamps into a scratch buffer, differences them in
-place, sums them with numpy's own pairwise summation (so mean and std are bit-for-bit
-numpy's on x86-64) and finds the order statistics of the three percentiles with an
-introselect (O(n)) instead of a sort. The loop over agents runs without the GIL; large
-calls are split over the machine's cores (see ``_MIN_PARALLEL``).
+Per agent: the intervals go into a scratch buffer (straight from the ring when there is
+no time range), are summed with numpy's own pairwise summation (so mean and std are
+numpy's to the bit on x86-64, where no FMA is contracted), and the order statistics the
+three percentiles need are found together by one multi-rank introselect (O(n), no sort)
+with branch-free partitions. The loop over agents runs without the GIL, prefetching the
+next agents' rings; calls of at least ``_MIN_PARALLEL`` records are split over the CPUs
+in threads.
 """
 
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
@@ -42,15 +44,16 @@ cdef enum:
     NCOL = 9
     # numpy's pairwise summation: blocks of at most 128 summed with 8 accumulators.
     PW_BLOCKSIZE = 128
-    # Below this many elements a selection range is finished by insertion sort.
+    # A selection range of at most this many elements is finished by _rank_scatter.
     SMALL = 12
     # Cache lines of the next agents' rings prefetched while one agent is processed.
     PREFETCH_LINES = 16
     PREFETCH_AHEAD = 2
 
 # Split a call over threads only when it holds at least this many ring records
-# (thread start-up costs ~100 us; one record costs ~5 ns).
+# (a thread costs ~100 us to start; a record ~5 ns to process).
 _MIN_PARALLEL = 1 << 18
+_MAX_THREADS = 8
 
 _F64 = np.dtype(np.float64)
 _I32 = np.dtype(np.int32)
@@ -139,19 +142,6 @@ cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     cdef double t = a[i]
     a[i] = a[j]
     a[j] = t
-
-
-cdef inline void _insertion_sort(double* a, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Sort a[lo..hi] (inclusive)."""
-    cdef Py_ssize_t i, j
-    cdef double x
-    for i in range(lo + 1, hi + 1):
-        x = a[i]
-        j = i - 1
-        while j >= lo and x < a[j]:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = x
 
 
 cdef inline void _rank_scatter(const double* src, double* dst, Py_ssize_t lo,
@@ -264,10 +254,12 @@ cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
     dst[lo..hi-1] (so rank r stays at position r in the surviving range) and continues on
     the side(s) holding wanted ranks with the buffers' roles swapped.
 
-    Median-of-3 pivot; a partition leaving more than 7/8 of the range on the pivot's
-    right (many keys equal to the pivot, e.g. identical intervals) is followed by one
-    splitting off the keys equal to it, so duplicates cost O(n); after ``depth`` rounds a
-    range is heap-sorted, so the worst case is O(n log n)."""
+    Pivot: Tukey's ninther (64+ elements) or a median of 3. Ranges of at most SMALL
+    elements are finished by _rank_scatter, and wanted ranks at the very ends (the two
+    smallest or largest) by one min/max scan. A partition leaving more than 7/8 of the
+    range on the pivot's right (many keys equal to the pivot, e.g. identical intervals)
+    is followed by one splitting off the keys equal to it, so duplicates cost O(n);
+    after ``depth`` rounds a range is heap-sorted, so the worst case is O(n log n)."""
     cdef Py_ssize_t m, mid, i, j, r
     cdef int q, qa, qb
     cdef double p, x, y, z
@@ -573,6 +565,13 @@ cdef int _run_alloc(const double[:, ::1] ring, const int32_t[::1] heads,
 # Python entry point
 # ---------------------------------------------------------------------------------------
 
+def _cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _check_array(a, name, dtype, ndim):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
@@ -598,7 +597,7 @@ def _check(ring, heads, counts, rows, lo, hi, out, start):
             raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
         raise TypeError(f"start must be an int, got {type(start).__name__}")
-    cdef Py_ssize_t n = heads.shape[0], R = ring.shape[0], H = ring.shape[1]
+    cdef Py_ssize_t n = heads.shape[0], H = ring.shape[1]
     if counts.shape[0] != n or rows.shape[0] != n:
         raise ValueError(
             f"heads, counts and rows must have the same length, got "
@@ -609,16 +608,28 @@ def _check(ring, heads, counts, rows, lo, hi, out, start):
         raise ValueError(
             f"start must satisfy 0 <= start and start + {n} <= {out.shape[0]} (out rows), "
             f"got {start}")
-    if n == 0:
-        return
-    if H == 0:
+    if n > 0 and H == 0:
         raise ValueError("ring must have at least one column")
-    if rows.min() < 0 or rows.max() >= R:
-        raise ValueError(f"rows must be in [0, {R}) (ring rows)")
-    if heads.min() < 0 or heads.max() >= H:
-        raise ValueError(f"heads must be in [0, {H}) (ring capacity)")
-    if counts.min() < 0 or counts.max() > H:
-        raise ValueError(f"counts must be in [0, {H}] (ring capacity)")
+
+
+cdef int _bad_index(const int32_t[::1] heads, const int32_t[::1] counts,
+                    const int64_t[::1] rows, Py_ssize_t R, Py_ssize_t H) noexcept nogil:
+    """0 if every rows[i] is in [0, R), heads[i] in [0, H) and counts[i] in [0, H];
+    else 1, 2 or 3 for the first argument found out of range."""
+    cdef Py_ssize_t i, n = heads.shape[0]
+    cdef int64_t r
+    cdef int32_t h, c
+    for i in range(n):
+        r = rows[i]
+        h = heads[i]
+        c = counts[i]
+        if r < 0 or r >= R:
+            return 1
+        if h < 0 or h >= H:
+            return 2
+        if c < 0 or c > H:
+            return 3
+    return 0
 
 
 def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
@@ -639,12 +650,20 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
     cdef double[:, ::1] out_v = out
     cdef double lo_d = lo, hi_d = hi
     cdef Py_ssize_t st = start, n = heads.shape[0], H = ring.shape[1]
-    cdef Py_ssize_t i0, i1, total
+    cdef Py_ssize_t total, R = ring.shape[0]
     cdef int rc = 0
     if n == 0:
         return
+    with nogil:
+        rc = _bad_index(heads_v, counts_v, rows_v, R, H)
+    if rc == 1:
+        raise ValueError(f"rows must be in [0, {R}) (ring rows)")
+    if rc == 2:
+        raise ValueError(f"heads must be in [0, {H}) (ring capacity)")
+    if rc == 3:
+        raise ValueError(f"counts must be in [0, {H}] (ring capacity)")
     total = n * H
-    nthreads = min(os.cpu_count() or 1, 8, max(1, total // _MIN_PARALLEL))
+    nthreads = min(_cpus(), _MAX_THREADS, max(1, total // _MIN_PARALLEL))
     if nthreads <= 1:
         with nogil:
             rc = _run_alloc(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st, 0, n)

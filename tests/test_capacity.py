@@ -22,7 +22,8 @@ def test_quick_capacity_run_writes_json_and_png(tmp_path, capsys):
     import moai_flow_fast._engine_c  # noqa: F401  (the default sweep uses the compiled engine)
 
     js, png = tmp_path / "cap.json", tmp_path / "cap.png"
-    argv = ["capacity", "--quick", "--agents", "100,1000", "--intervals", "0.5,1",
+    argv = ["capacity", "--quick", "--engine", "compiled", "--agents", "100,1000",
+            "--intervals", "0.5,1",
             "--latency-sample", "10", "--json", str(js)]
     if HAVE_MPL:
         argv += ["--png", str(png)]
