@@ -23,6 +23,7 @@ __all__ = ["Engine"]
 _H, _D, _C, _F = 0, 1, 2, 3
 _CROSSING, _RECOVERY = 0, 1
 _MAX_AHEAD = 1 << 40
+_NEVER = (1 << 63) - 1
 
 Block = tuple[list[Any], "np.ndarray[Any, Any]"]
 History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
@@ -95,6 +96,7 @@ class Engine:
         self._handle_base = int.from_bytes(os.urandom(4), "little") << 24
         self._stopped: dict[Any, History] = {}
         self._stopped_total = 0
+        self._stopped_limit = -1
         self._heap: list[tuple[int, int, _Agent]] = []
         self._armed = 0
         self._events: list[Block] = []
@@ -107,7 +109,16 @@ class Engine:
         self.wake: Callable[[], Any] | None = None
         self.transitions = 0
         self.recoveries = 0
+        self.stalls = 0
+        self.last_stall_ns = 0
+        self.lag_ns = 0
+        self.max_lag_ns = 0
+        self._guard_ns = 0
+        self._grace_ns = 0
+        self._hold_from = _NEVER
+        self._hold_until = -_NEVER
         self._elapsed = self._now_mono() // self._tick
+        self._last_run = self._elapsed * self._tick
 
     # -- clocks and arming ----------------------------------------------------------------
 
@@ -211,7 +222,28 @@ class Engine:
                 hist = self._ordered(a)
                 self._stopped[agent_id] = hist
                 self._stopped_total += len(hist[0])
+                self._trim_stopped()
             return True
+
+    def _trim_stopped(self) -> None:
+        while 0 <= self._stopped_limit < len(self._stopped):
+            oldest = next(iter(self._stopped))
+            self._stopped_total -= len(self._stopped.pop(oldest)[0])
+
+    def set_stopped_limit(self, limit: int) -> None:
+        with self._lock:
+            self._stopped_limit = limit
+            self._trim_stopped()
+
+    def stopped_count(self) -> int:
+        return len(self._stopped)
+
+    def clear_stopped(self) -> int:
+        with self._lock:
+            n = len(self._stopped)
+            self._stopped.clear()
+            self._stopped_total = 0
+            return n
 
     @staticmethod
     def _ordered(a: _Agent) -> History:
@@ -225,8 +257,8 @@ class Engine:
         a.ring.append((wall, metadata if metadata else None))
         while a.clock and a.reported != _F:
             d = a.crossing_deadline()
-            if d > now:
-                break
+            if d > now or (now < self._hold_until and d >= self._hold_from):
+                break   # not due, or due during an observer stall: the agent reported in grace
             new = _next(a.reported, a.threshold)
             self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
             a.reported = new
@@ -263,10 +295,31 @@ class Engine:
 
     # -- the wheel thread ---------------------------------------------------------------------
 
+    def set_stall_guard(self, guard_ns: int, grace_ns: int) -> None:
+        self._guard_ns, self._grace_ns = guard_ns, grace_ns
+
+    def _due_ns(self) -> int:
+        heap = self._heap
+        while heap and heap[0][1] != heap[0][2].token:
+            heapq.heappop(heap)
+        return heap[0][0] * self._tick if heap else _NEVER
+
     def advance(self) -> int:
         with self._lock:
             now = self._now_mono()
+            due = self._due_ns()
+            if (self._guard_ns > 0 and due != _NEVER and now >= self._hold_until
+                    and now - max(due, self._last_run) > self._guard_ns):
+                self.stalls += 1
+                self.last_stall_ns = now - max(due, self._last_run)
+                self._hold_from, self._hold_until = due, now + self._grace_ns
+            self._last_run = now
             target = now // self._tick
+            if now < self._hold_until:
+                target = min(target, self._hold_from // self._tick - 1)
+            if due <= target * self._tick:
+                self.lag_ns = now - due
+                self.max_lag_ns = max(self.max_lag_ns, self.lag_ns)
             heap = self._heap
             while heap and heap[0][0] <= target:
                 when, token, a = heapq.heappop(heap)

@@ -23,6 +23,7 @@ from ._views import AgentsView, HistoryView, records
 __all__ = ["HeartbeatMonitor"]
 
 _NS = 1_000_000_000
+_ALL: Any = object()
 
 
 def _stop_background(background: Background) -> None:
@@ -42,6 +43,13 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     - `engine`: "auto", "compiled", "pure" or an engine class.
     - `start_clock_on_register`: start an agent's clock when it is registered, so an agent
       that dies before its first heartbeat is detected (Part A waits for one).
+    - `stall_guard_ms`: the observer-stall guard. When the monitor runs later than this
+      after a deadline (its thread starved, the process suspended, a long GC), it convicts
+      nobody for what came due during the stall until `stall_grace_ms` (default: the same)
+      has passed, so agents can report first. Default: 2000 ms with the system clock and
+      background threads, off (0) otherwise.
+    - `max_stopped_histories`: keep the histories of at most this many stopped agents
+      (oldest dropped first); None keeps them all, as Part A does. See `clear_history`.
     """
 
     def __init__(
@@ -56,6 +64,9 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         background: bool | None = None,
         engine: Any = "auto",
         start_clock_on_register: bool = False,
+        stall_guard_ms: float | None = None,
+        stall_grace_ms: float | None = None,
+        max_stopped_histories: int | None = None,
     ) -> None:
         interval = check_ms("interval_ms", interval_ms, 100)
         threshold = check_whole("failure_threshold", failure_threshold, 1)
@@ -72,6 +83,14 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             raise TypeError("start_clock_on_register must be a bool, "
                             f"got {type(start_clock_on_register).__name__}")
         cls = engine_class(engine)
+        system = clock is None or type(clock) is SystemClock
+        run_background = system if background is None else background
+        guard = (2000 if system and run_background else 0) if stall_guard_ms is None \
+            else check_ms("stall_guard_ms", stall_guard_ms, 0)
+        grace = guard if stall_grace_ms is None else check_ms("stall_grace_ms", stall_grace_ms, 0)
+        if max_stopped_histories is not None:
+            max_stopped_histories = check_whole("max_stopped_histories", max_stopped_histories, 0,
+                                                1 << 62)
 
         self.default_interval_ms = interval_ms
         self.default_failure_threshold = failure_threshold
@@ -81,9 +100,13 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         self.start_clock_on_register = start_clock_on_register
         self.clock: Clock = SystemClock() if clock is None else clock
         self.engine_name = engine_name(cls)
-        system = clock is None or type(clock) is SystemClock
+        self.stall_guard_ms = guard
+        self.stall_grace_ms = grace
         self._engine = cls(history_size=history, tick_ms=tick,
                            clock=None if system else clock, states=STATES)
+        self._engine.set_stall_guard(round(guard * 1e6), round(grace * 1e6))
+        self._engine.set_stopped_limit(-1 if max_stopped_histories is None
+                                       else max_stopped_histories)
         self._dispatcher = AlertDispatcher(self._engine)
         self._engine.notify = self._dispatcher.drain
         self.monitoring_agents = AgentsView(self._engine)
@@ -101,7 +124,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         if type(self).check_agent_health is HeartbeatMonitor.check_agent_health:
             self.check_agent_health = self._engine.check_agent_health  # type: ignore[method-assign]
 
-        if system if background is None else background:
+        if run_background:
             self._start_background_monitoring()
 
     # -- agents ------------------------------------------------------------------------------
@@ -220,7 +243,20 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             "alerts_raised": self._dispatcher.alerts,
             "callback_errors": self._dispatcher.callback_errors,
             "pending_deadlines": self._engine.pending_deadlines(),
+            "observer_stalls": self._engine.stalls,
+            "last_stall_ms": self._engine.last_stall_ns / 1e6,
+            "wheel_lag_ms": self._engine.lag_ns / 1e6,
+            "max_wheel_lag_ms": self._engine.max_lag_ns / 1e6,
+            "stopped_histories": self._engine.stopped_count(),
         }
+
+    def clear_history(self, agent_id: Any = _ALL) -> int:
+        """Drop kept histories: of every stopped agent (no argument), or of one agent
+        (monitored or stopped). Returns the number of histories dropped."""
+        if agent_id is _ALL:
+            return int(self._engine.clear_stopped())
+        check_agent_id(agent_id)
+        return int(bool(self._engine.drop_history(agent_id)))
 
     def advance(self, to: float | None = None) -> int:
         """Process every deadline due by the clock's now (first set to `to`, monotonic

@@ -160,8 +160,7 @@ def _block(ring: F64Array, heads: npt.NDArray[np.int32], counts: npt.NDArray[np.
         b = np.where(above, mx, b)
         gamma = np.where(above, vi + 1.0, vi - k)
         diff = b - a
-        with np.errstate(invalid="ignore"):
-            stats[:, col] = np.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
+        stats[:, col] = np.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
     stats[nan_rows] = np.nan
     out[rows_has, 1:8] = stats
 
@@ -186,7 +185,9 @@ def interval_stats(ring: F64Array, heads: npt.NDArray[np.int32],
     st = operator.index(start)
     lo_f, hi_f = float(lo), float(hi)
     step = max(1, _BLOCK_RECORDS // H)
-    for b0 in range(0, n, step):
-        b1 = min(n, b0 + step)
-        _block(ring, heads[b0:b1], counts[b0:b1], rows[b0:b1], lo_f, hi_f,
-               out[st + b0: st + b1])
+    # inf - inf (two +inf records) is a NaN interval, as in numpy, but silently.
+    with np.errstate(invalid="ignore", over="ignore"):
+        for b0 in range(0, n, step):
+            b1 = min(n, b0 + step)
+            _block(ring, heads[b0:b1], counts[b0:b1], rows[b0:b1], lo_f, hi_f,
+                   out[st + b0: st + b1])

@@ -139,6 +139,7 @@ cdef class _Core:
     cdef dict _meta              # slot -> list of metadata per ring position
     cdef dict _stopped           # agent id -> (timestamps, metadata list or None)
     cdef int64_t _stopped_total
+    cdef int64_t _stopped_limit          # -1: keep every stopped history
     cdef list _events
     cdef public object notify    # called, outside the lock, when record_heartbeat queued events
     cdef public object wake      # called, outside the lock, when a sooner deadline was armed
@@ -146,6 +147,16 @@ cdef class _Core:
     cdef readonly int64_t recoveries
     cdef readonly int64_t wheel_ops      # entries the wheel has cascaded or expired
     cdef readonly int64_t active
+    cdef readonly int64_t stalls         # observer stalls detected
+    cdef readonly int64_t last_stall_ns
+    cdef readonly int64_t lag_ns         # how late the last advance processed its first bucket
+    cdef readonly int64_t max_lag_ns
+    cdef int64_t _guard_ns               # observer-stall guard bound, 0 = off
+    cdef int64_t _grace_ns
+    cdef int64_t _next_due               # ns when the earliest bucket is due, INT64_MAX if none
+    cdef int64_t _hold_from              # deadlines from here on wait for the grace to end
+    cdef int64_t _hold_until
+    cdef int64_t _last_run               # ns of the previous advance
 
     def __cinit__(self):
         # A plain pthread mutex: about half the cost of a PyThread lock uncontended.
@@ -165,10 +176,15 @@ cdef class _Core:
         self._events = []
         self._chunk_arrays = []
         self._sleep_tick = INT64_MIN
+        self._next_due = INT64_MAX
+        self._stopped_limit = -1
+        self._hold_from = INT64_MAX
+        self._hold_until = INT64_MIN
         self._gen_base = <uint32_t>(int.from_bytes(os.urandom(4), "little") & GEN_MASK)
         self.notify = None
         self.wake = None
         wheel_init(&self._wheel, self._now_mono() // self._tick)
+        self._last_run = self._wheel.elapsed * self._tick
 
     def __dealloc__(self):
         PyMem_RawFree(self._agents)
@@ -249,6 +265,8 @@ cdef class _Core:
         elif when - self._wheel.elapsed > MAX_AHEAD:
             when = self._wheel.elapsed + MAX_AHEAD
         wheel_insert(&self._wheel, self._agents, s, when)
+        if when * self._tick < self._next_due:
+            self._next_due = when * self._tick
         if when < self._sleep_tick:
             self._sleep_tick = when
             self._wake_pending = True
@@ -505,6 +523,7 @@ cdef class _Core:
                     meta = [meta[i] for i in order]
                 self._stopped[agent_id] = (ts, meta)
                 self._stopped_total += len(ts)
+                self._trim_stopped()
             a.flags = 0
             a.gen = (a.gen + 1) & GEN_MASK
             self._ids[s] = None
@@ -514,6 +533,36 @@ cdef class _Core:
         finally:
             self._unlock()
         return True
+
+    cdef int _trim_stopped(self) except -1:
+        # Drop the oldest stopped histories beyond the limit (dicts keep insertion order).
+        while 0 <= self._stopped_limit < len(self._stopped):
+            oldest = next(iter(self._stopped))
+            self._stopped_total -= len(self._stopped.pop(oldest)[0])
+        return 0
+
+    def set_stopped_limit(self, int64_t limit):
+        """Keep at most `limit` stopped histories (-1: all)."""
+        self._lock()
+        try:
+            self._stopped_limit = limit
+            self._trim_stopped()
+        finally:
+            self._unlock()
+
+    def stopped_count(self):
+        return len(self._stopped)
+
+    def clear_stopped(self):
+        """Drop every stopped agent's history; returns how many."""
+        self._lock()
+        try:
+            n = len(self._stopped)
+            self._stopped.clear()
+            self._stopped_total = 0
+        finally:
+            self._unlock()
+        return n
 
     cdef tuple _ordered(self, int32_t s):
         # The ring of slot s, oldest first, and the ring positions in that order.
@@ -556,8 +605,8 @@ cdef class _Core:
         start = self._nev
         while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
             d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
-            if d > now:
-                break
+            if d > now or (now < self._hold_until and d >= self._hold_from):
+                break   # not due, or due during an observer stall: the agent reported in grace
             new = crossing_next(a.reported, a.threshold)
             self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
             a.reported = new
@@ -621,21 +670,48 @@ cdef class _Core:
     # -- the wheel thread ---------------------------------------------------------------
 
     def advance(self):
-        """Process every deadline due by now (clock read under the lock); returns crossings."""
-        cdef int64_t now
+        """Process every deadline due by now (clock read under the lock); returns crossings.
+
+        Observer-stall guard: when this call comes more than the guard bound after the
+        earliest deadline it should have processed, the monitor itself was stalled (thread
+        starved, process suspended, long GC). Then nothing due since that deadline is
+        convicted until a grace period has passed, so agents can report first."""
+        cdef int64_t now, target, due
         cdef Py_ssize_t start, n = 0
         self._lock()
         try:
             now = self._now_mono()
+            # Late against both the earliest deadline and the previous run: a wheel that
+            # was idle, or that is running in a grace period, is not stalled.
+            if (self._guard_ns > 0 and self._next_due != INT64_MAX and now >= self._hold_until
+                    and now - max(self._next_due, self._last_run) > self._guard_ns):
+                self.stalls += 1
+                self.last_stall_ns = now - max(self._next_due, self._last_run)
+                self._hold_from = self._next_due
+                self._hold_until = now + self._grace_ns
+            self._last_run = now
+            target = now // self._tick
+            if now < self._hold_until:
+                target = min(target, self._hold_from // self._tick - 1)
             start = self._nev
             with nogil:
-                n = self._advance_to(now // self._tick, now)
+                if wheel_next(&self._wheel, &due) >= 0 and due <= target:
+                    self.lag_ns = now - due * self._tick
+                    if self.lag_ns > self.max_lag_ns:
+                        self.max_lag_ns = self.lag_ns
+                n = self._advance_to(target, now)
                 if n > 1:
                     qsort(&self._ev[start], n, sizeof(Event), _event_order)
+                self._next_due = due * self._tick if wheel_next(&self._wheel, &due) >= 0 else INT64_MAX
             self._publish(start)
         finally:
             self._unlock()
         return n
+
+    def set_stall_guard(self, int64_t guard_ns, int64_t grace_ns):
+        """Turn the observer-stall guard on (guard_ns > 0) or off (0)."""
+        self._guard_ns = guard_ns
+        self._grace_ns = grace_ns
 
     def next_deadline_ns(self):
         """Monotonic ns at which the earliest occupied bucket is due, or None if none;

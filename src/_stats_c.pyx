@@ -632,6 +632,25 @@ cdef int _bad_index(const int32_t[::1] heads, const int32_t[::1] counts,
     return 0
 
 
+def _order_statistics(values, ranks, int depth=-1):
+    """Test hook: the ``ranks``-th smallest of ``values`` (float64, no NaN) by the
+    multi-rank selection, with its depth budget (default 2*log2(n); 0 forces the heap-sort
+    fallback)."""
+    cdef double[::1] a = np.array(values, dtype=np.float64)
+    cdef Py_ssize_t n = a.shape[0]
+    cdef Py_ssize_t[::1] r = np.unique(np.asarray(ranks, dtype=np.intp))
+    cdef int nr = <int>r.shape[0]
+    if nr and (r[0] < 0 or r[nr - 1] >= n):
+        raise ValueError(f"ranks must be in [0, {n})")
+    if depth < 0:
+        depth = 2 * _bit_length(n)
+    cdef double[::1] scratch = np.empty(max(n, 1))
+    cdef double[::1] vals = np.empty(max(nr, 1))
+    if nr:
+        _multiselect(&a[0], &scratch[0], 0, n, &r[0], &vals[0], 0, nr, depth)
+    return dict(zip(np.asarray(r).tolist(), np.asarray(vals)[:nr].tolist()))
+
+
 def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
     """Interval statistics of the selected agents' history rings into ``out``.
 
