@@ -8,14 +8,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from ._events import AlertBatch, batch_from_block
 from ._state import STATES, HealthState
 
-__all__ = ["AlertDispatcher", "Callback"]
+__all__ = ["AlertDispatcher", "Callback", "Listener"]
 
 logger = logging.getLogger("moai_flow_fast.monitor")
 
 Callback = Callable[[Any, HealthState, dict[str, Any]], Any]
+Listener = Callable[[list[Any], Any], Any]
 _ALERTABLE = (HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILED)
 
 
@@ -38,8 +41,16 @@ class AlertDispatcher:
         self.recovery_enabled = False
         self.recovery_callback: Callback | None = None
         self.batch_callback: Callable[[AlertBatch], Any] | None = None
+        self.listeners: tuple[Listener, ...] = ()
+        self.coalesce_above = 0
+        self.coalesced = 0
+        self.transitions_to = [0, 0, 0, 0]   # dispatched crossings by target state code
         self.alerts = 0
         self.callback_errors = 0
+        self._mu = threading.Lock()
+        self._busy = False
+
+    def after_fork_child(self) -> None:
         self._mu = threading.Lock()
         self._busy = False
 
@@ -64,7 +75,22 @@ class AlertDispatcher:
                 self._busy = False
             raise
 
+    def add_listener(self, listener: Listener) -> None:
+        """Also hand every block of events to `listener(ids, block)` (asyncio, metrics)."""
+        self.listeners = (*self.listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.listeners = tuple(x for x in self.listeners if x is not listener)
+
     def _deliver_block(self, ids: list[Any], block: Any) -> None:
+        crossings = block["new"][block["kind"] == 0]
+        for state, n in enumerate(np.bincount(crossings, minlength=4).tolist()):
+            self.transitions_to[state] += n
+        for listener in self.listeners:
+            try:
+                listener(ids, block)
+            except Exception:
+                logger.exception("Alert listener %r raised", listener)
         batch_callback = self.batch_callback
         if batch_callback is not None:
             try:
@@ -72,6 +98,12 @@ class AlertDispatcher:
             except Exception:
                 self.callback_errors += 1
                 logger.exception("Batch alert callback raised")
+        if 0 < self.coalesce_above < len(ids):
+            # A storm: one grouped notification instead of one call per agent.
+            self.coalesced += len(ids)
+            logger.warning("%d transitions in one advance coalesced (%d crossings to FAILED)",
+                           len(ids), int((crossings == 3).sum()))
+            return
         for agent_id, row in zip(ids, block.tolist()):
             self._deliver(agent_id, row)
 

@@ -295,6 +295,16 @@ class Engine:
 
     # -- the wheel thread ---------------------------------------------------------------------
 
+    def before_fork(self) -> None:
+        self._lock.acquire()
+
+    def after_fork_parent(self) -> None:
+        self._lock.release()
+
+    def after_fork_child(self) -> None:
+        self._lock = threading.RLock()
+        self.wake = None
+
     def set_stall_guard(self, guard_ns: int, grace_ns: int) -> None:
         self._guard_ns, self._grace_ns = guard_ns, grace_ns
 

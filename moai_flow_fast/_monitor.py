@@ -12,6 +12,7 @@ from ._alerts import AlertDispatcher, Callback
 from ._analytics import AnalyticsMixin
 from ._batch import BatchMixin
 from ._events import AlertBatch
+from ._fork import track
 from ._background import Background
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
@@ -124,6 +125,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         if type(self).check_agent_health is HeartbeatMonitor.check_agent_health:
             self.check_agent_health = self._engine.check_agent_health  # type: ignore[method-assign]
 
+        track(self)
         if run_background:
             self._start_background_monitoring()
 
@@ -191,11 +193,15 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         on_recovery: bool | None = None,
         recovery_callback: Callback | None = None,
         batch_callback: Callable[[AlertBatch], Any] | None = None,
+        coalesce_above: int | None = None,
     ) -> None:
         """Enable or disable alerts and set callbacks; None leaves a setting unchanged.
         A recovery callback (keyword-only) also enables recovery alerts. A batch callback
         receives each advance's transitions (crossings and recoveries) as one `AlertBatch`
-        of arrays, beside the per-agent callbacks."""
+        of arrays, beside the per-agent callbacks. `coalesce_above=N` (storm coalescing)
+        skips the per-agent callbacks and WARNING lines of any advance with more than N
+        transitions, logging one summary instead (the batch callback still gets them all);
+        0 turns it off."""
         flags = {"on_degraded": on_degraded, "on_critical": on_critical,
                  "on_failed": on_failed, "on_recovery": on_recovery}
         for name, flag in flags.items():
@@ -221,6 +227,9 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             self._dispatcher.recovery_enabled = True
         if on_recovery is not None:
             self._dispatcher.recovery_enabled = on_recovery
+        if coalesce_above is not None:
+            self._dispatcher.coalesce_above = check_whole("coalesce_above", coalesce_above, 0,
+                                                          1 << 62)
         if batch_callback is not None:
             self._dispatcher.batch_callback = batch_callback
 
@@ -240,7 +249,10 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             "tick_ms": self.tick_ms,
             "transitions": self._engine.transitions,
             "recoveries": self._engine.recoveries,
+            "transitions_to": {state.value: n for state, n in
+                               zip(STATES, self._dispatcher.transitions_to)},
             "alerts_raised": self._dispatcher.alerts,
+            "alerts_coalesced": self._dispatcher.coalesced,
             "callback_errors": self._dispatcher.callback_errors,
             "pending_deadlines": self._engine.pending_deadlines(),
             "observer_stalls": self._engine.stalls,
@@ -280,6 +292,18 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     def _start_background_monitoring(self) -> None:
         """Start the background threads if they are not running."""
         self.monitoring_thread = self._background.start()
+
+    def _after_fork_in_child(self) -> None:
+        self._engine.after_fork_child()
+        self._dispatcher.after_fork_child()
+        was_running = self.monitoring_thread is not None and not self.shutdown_event.is_set()
+        self._background = Background(self._engine, self._dispatcher, self.shutdown_event)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _stop_background, self._background)
+        self._engine.notify = self._dispatcher.drain
+        self.monitoring_thread = None
+        if was_running:
+            self._start_background_monitoring()
 
     def __repr__(self) -> str:
         return (f"HeartbeatMonitor(agents={len(self._engine)}, engine={self.engine_name!r}, "

@@ -708,6 +708,20 @@ cdef class _Core:
             self._unlock()
         return n
 
+    def before_fork(self):
+        """Hold the lock across fork(), so the child never copies a half-done update."""
+        self._lock()
+
+    def after_fork_parent(self):
+        self._unlock()
+
+    def after_fork_child(self):
+        # The child has one thread; the lock it copied was held by that thread's parent
+        # twin, so a fresh one is both correct and free.
+        pthread_mutex_init(&self._mutex, NULL)
+        self._owner = 0
+        self.wake = None
+
     def set_stall_guard(self, int64_t guard_ns, int64_t grace_ns):
         """Turn the observer-stall guard on (guard_ns > 0) or off (0)."""
         self._guard_ns = guard_ns
