@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import moai_flow_fast._stats_c as stats_c
-import moai_flow_fast._stats_py as stats_py
-
 from bench_utils import per_call_ns
+
+from moai_flow_fast import _stats_c as stats_c  # a missing build fails loudly
+from moai_flow_fast import _stats_py as stats_py
 
 AGENTS = 1_000_000
 PURE_AGENTS = 100_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -42,6 +44,7 @@ class AlertDispatcher:
         self.recovery_callback: Callback | None = None
         self.batch_callback: Callable[[AlertBatch], Any] | None = None
         self.listeners: tuple[Listener, ...] = ()
+        self.callback_loop: asyncio.AbstractEventLoop | None = None
         self.coalesce_above = 0
         self.coalesced = 0
         self.transitions_to = [0, 0, 0, 0]   # dispatched crossings by target state code
@@ -149,7 +152,24 @@ class AlertDispatcher:
     def _call(self, callback: Callback, agent_id: Any, state: HealthState,
               details: dict[str, Any]) -> None:
         try:
-            callback(agent_id, state, details)
+            result = callback(agent_id, state, details)
+            if inspect.iscoroutine(result):
+                self._schedule(result, agent_id, state)
         except Exception:
             self.callback_errors += 1
             logger.exception("Alert callback for agent %s (%s) raised", agent_id, state.value)
+
+    def _schedule(self, coro: Any, agent_id: Any, state: HealthState) -> None:
+        # A coroutine callback runs on the event loop given to configure_alerts.
+        loop = self.callback_loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise RuntimeError("a coroutine callback needs configure_alerts(callback_loop=...)")
+
+        def done(future: Any) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                self.callback_errors += 1
+                logger.error("Alert coroutine for agent %s (%s) raised", agent_id, state.value,
+                             exc_info=future.exception())
+
+        asyncio.run_coroutine_threadsafe(coro, loop).add_done_callback(done)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from collections.abc import Callable
@@ -194,6 +195,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         recovery_callback: Callback | None = None,
         batch_callback: Callable[[AlertBatch], Any] | None = None,
         coalesce_above: int | None = None,
+        callback_loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """Enable or disable alerts and set callbacks; None leaves a setting unchanged.
         A recovery callback (keyword-only) also enables recovery alerts. A batch callback
@@ -201,7 +203,8 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         of arrays, beside the per-agent callbacks. `coalesce_above=N` (storm coalescing)
         skips the per-agent callbacks and WARNING lines of any advance with more than N
         transitions, logging one summary instead (the batch callback still gets them all);
-        0 turns it off."""
+        0 turns it off. A callback may be a coroutine function: its coroutines run on
+        `callback_loop`, a running asyncio event loop."""
         flags = {"on_degraded": on_degraded, "on_critical": on_critical,
                  "on_failed": on_failed, "on_recovery": on_recovery}
         for name, flag in flags.items():
@@ -227,6 +230,11 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             self._dispatcher.recovery_enabled = True
         if on_recovery is not None:
             self._dispatcher.recovery_enabled = on_recovery
+        if callback_loop is not None:
+            if not isinstance(callback_loop, asyncio.AbstractEventLoop):
+                raise TypeError("callback_loop must be an asyncio event loop, "
+                                f"got {type(callback_loop).__name__}")
+            self._dispatcher.callback_loop = callback_loop
         if coalesce_above is not None:
             self._dispatcher.coalesce_above = check_whole("coalesce_above", coalesce_above, 0,
                                                           1 << 62)
@@ -292,6 +300,15 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     def _start_background_monitoring(self) -> None:
         """Start the background threads if they are not running."""
         self.monitoring_thread = self._background.start()
+
+    def events(self, maxsize: int = 10_000) -> Any:
+        """An async iterator of transitions and recoveries for the running event loop:
+        `async for event in monitor.events(): ...`. The queue holds at most `maxsize`
+        events; when the consumer falls behind, the oldest are dropped and counted
+        (`stream.dropped`). Close it with `stream.close()` or by leaving the loop."""
+        from ._aio import EventStream
+
+        return EventStream(self._dispatcher, check_whole("maxsize", maxsize, 1, 1 << 40))
 
     def _after_fork_in_child(self) -> None:
         self._engine.after_fork_child()

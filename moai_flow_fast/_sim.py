@@ -22,8 +22,9 @@ after `record_heartbeat` (in virtual time both are exact), and each agent's thre
 crossings are computed from those brackets (`agent_truth`). `_report.compare` then matches
 them against the monitor's alerts.
 
-The per-heartbeat path is one function, `Swarm.send`, made by `scalar_sender`; a batch
-sender (``record_heartbeats``) can replace it without touching the scheduler.
+The heartbeat path is one function, `Swarm.send`, made by `scalar_sender`: the scheduler
+hands it every agent due at once, so a batch sender (``record_heartbeats``) can replace it
+without touching the scheduler.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import heapq
 import random
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,15 +144,27 @@ def agent_truth(
     return AgentTruth(crossings, recoveries, ambiguous_recoveries)
 
 
+Sender = Callable[[Sequence[int]], list[tuple[int, int]]]
+
+
 def scalar_sender(monitor: HeartbeatMonitor, ids: Sequence[Any],
-                  clock: Callable[[], int]) -> Callable[[int], tuple[int, int]]:
-    """The per-heartbeat path: one `record_heartbeat` call, bracketed by clock readings."""
+                  clock: Callable[[], int]) -> Sender:
+    """The heartbeat path: given the agents (indices into `ids`) due now, sends their
+    heartbeats and returns each one's bracket ``(t0, t1)``: clock readings taken just
+    before and just after its `record_heartbeat` call.
+
+    A batch sender has the same shape: one ``record_heartbeats`` call for the whole list,
+    bracketed once, returns that bracket for every agent.
+    """
     record = monitor.record_heartbeat
 
-    def send(idx: int) -> tuple[int, int]:
-        t0 = clock()
-        record(ids[idx])
-        return t0, clock()
+    def send(idxs: Sequence[int]) -> list[tuple[int, int]]:
+        out = []
+        for idx in idxs:
+            t0 = clock()
+            record(ids[idx])
+            out.append((t0, clock()))
+        return out
 
     return send
 
@@ -189,6 +203,7 @@ class SwarmResult:
     elapsed: float                  # wall seconds of the run (registration to stop)
     registration_s: float
     monitor_stats: dict[str, Any] = field(default_factory=dict)
+    lateness_ms: dict[str, float] = field(default_factory=dict)   # the simulator's own
 
     @property
     def passed(self) -> bool:
@@ -203,6 +218,7 @@ class SwarmResult:
             "engine": self.engine,
             "injected": self.injected,
             "heartbeats": self.heartbeats,
+            "simulator_lateness_ms": self.lateness_ms,
             "monitor": {k: self.monitor_stats.get(k) for k in
                         ("transitions", "alerts_raised", "recoveries", "callback_errors")},
             **self.report.to_dict(),
@@ -219,7 +235,9 @@ class SwarmResult:
             f"{self.engine}, tick {c.tick_ms} ms",
             f"Injected: {inj}",
             f"Heartbeats sent: {self.heartbeats:,} ({rate:,.0f}/s); registration "
-            f"{self.registration_s * 1e3:.0f} ms",
+            f"{self.registration_s * 1e3:.0f} ms"
+            + ("; sent late by p50 {p50:.1f} / p99 {p99:.1f} / max {max:.1f} ms".format(
+                **self.lateness_ms) if self.lateness_ms.get("max") else ""),
             f"Truth vs monitor (crossings due in the first {c.duration:g} s):",
         ]
         lines += self.report.format()
@@ -276,10 +294,11 @@ class Swarm:
         self.recoveries: list[Any] = []
         self.sent = 0
         self.heap: list[tuple[int, int, int]] = []
+        self.lateness = array("q")      # ns each heartbeat was sent after its due time
         self.alert_counts = [0, 0, 0, 0]
         self.flaps = 0
         self.monitor: HeartbeatMonitor | None = None
-        self.send: Callable[[int], tuple[int, int]] | None = None
+        self.send: Sender | None = None
         self._stop = threading.Event()
         self.start_ns = 0
         self.window_end_ns = 0
@@ -411,19 +430,23 @@ class Swarm:
         assert send is not None
         beats, nxt, stop_ns, stop = self.beats, self._next, self.stop_ns, self._stop
         pop, push = heapq.heappop, heapq.heappush
+        late = self.lateness
         while not stop.is_set():
             now = mono()
             if now >= stop_ns:
                 break
             if heap and heap[0][0] <= now:
+                due_now = []
                 while heap and heap[0][0] <= now:
-                    _, idx, code = pop(heap)
-                    t0, t1 = send(idx)
+                    due_now.append(pop(heap))
+                brackets = send([entry[1] for entry in due_now])
+                for (due, idx, code), (t0, t1) in zip(due_now, brackets, strict=True):
+                    late.append(t0 - due)
                     beats[idx].append((t0, t1, code))
-                    self.sent += 1
                     follow = nxt(idx, t0)
                     if follow is not None:
                         push(heap, (follow[0], idx, follow[1]))
+                self.sent += len(due_now)
                 continue
             wait = (heap[0][0] if heap else stop_ns) - now
             time.sleep(min(max(wait, 500_000), 20_000_000) / _NS)
@@ -446,7 +469,7 @@ class Swarm:
             clock.set(t / _NS)
             if due < next_tick:
                 _, idx, code = heapq.heappop(heap)
-                t0, t1 = send(idx)
+                [(t0, t1)] = send([idx])
                 beats[idx].append((t0, t1, code))
                 self.sent += 1
                 follow = nxt(idx, t0)
@@ -498,8 +521,12 @@ class Swarm:
         horizon = self._now()
         stats = monitor.get_monitoring_stats()
         report = self.judge(horizon)
+        late = self.lateness
+        lateness = {"p50": (percentile(late, 50) or 0) / 1e6,
+                    "p99": (percentile(late, 99) or 0) / 1e6,
+                    "max": max(late, default=0) / 1e6}
         return SwarmResult(c, monitor.engine_name, report, dict(self.injected), self.sent,
-                           elapsed, reg_s, stats)
+                           elapsed, reg_s, stats, lateness)
 
     def stop(self) -> None:
         self._stop.set()

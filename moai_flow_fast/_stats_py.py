@@ -100,8 +100,7 @@ def _check_indices(heads: npt.NDArray[np.int32], counts: npt.NDArray[np.int32],
 
 def _block(ring: F64Array, heads: npt.NDArray[np.int32], counts: npt.NDArray[np.int32],
            rows: npt.NDArray[np.int64], lo: float, hi: float, out: F64Array) -> None:
-    """Statistics of one block of agents into ``out`` (B x 9)."""
-    B = heads.shape[0]
+    """Statistics of one block of agents into ``out`` (one row per agent)."""
     H = ring.shape[1]
     j = np.arange(H, dtype=np.int64)
     c = counts.astype(np.int64)

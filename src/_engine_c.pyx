@@ -9,7 +9,9 @@ from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
-from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport (
+    INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t,
+)
 from libc.stdlib cimport qsort
 from libc.math cimport NAN, sqrt
 from libc.string cimport memcpy, memset
@@ -31,6 +33,14 @@ from collections.abc import Mapping
 
 cdef extern from *:
     void __builtin_prefetch(const void*) nogil
+
+cdef extern from "Python.h" nogil:
+    int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size)
+    int PyTraceMalloc_Untrack(unsigned int domain, uintptr_t ptr)
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+    void free(void* ptr)
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void*, size_t, int)
@@ -57,7 +67,9 @@ if EVENT_DTYPE.itemsize != sizeof(Event):
 cdef enum:
     CHUNK_BITS = 10        # history rings are allocated 1024 agents at a time
     CHUNK = 1024
-    PREFETCH = 16           # records prefetched ahead while a bucket is processed
+    PREFETCH = 16          # records prefetched ahead while a bucket is processed
+    HUGE_PAGE = 2097152    # 2 MiB
+    TRACE_DOMAIN = 0x6d6f6169   # tracemalloc domain of the engine's tables ("moai")
 
 # A handle is slot | generation << 32: the low 32 bits are the slot. Generations are 31
 # bits, so handles are positive; each engine starts them at a random base, so a handle of
@@ -86,15 +98,29 @@ cdef int _slot_order(const void* x, const void* y) noexcept nogil:
     return -1 if a[0] < b[0] else (1 if a[0] > b[0] else 0)
 
 
-cdef void _huge(void* p, size_t size) noexcept nogil:
-    # Ask for 2 MiB pages on the large tables the wheel walks in random order: with 4 KiB
-    # pages nearly every record it touches at 10**6 agents also misses the TLB. Only the
-    # 2 MiB-aligned interior can be advised; `& ~mask` rounds down to that alignment.
-    cdef size_t mask = (1 << 21) - 1
-    cdef size_t lo = (<size_t>p + mask) & ~mask
-    cdef size_t hi = (<size_t>p + size) & ~mask
-    if hi > lo:
-        madvise(<void*>lo, hi - lo, MADV_HUGEPAGE)
+cdef void* _table_realloc(void* old, size_t old_size, size_t size) noexcept nogil:
+    # The two tables the wheel reads in random order (agent records, bucket links) live in
+    # 2 MiB-aligned memory advised as huge pages before it is first touched: with 4 KiB
+    # pages nearly every record visited at 10**6 agents would also miss the TLB. They are
+    # reported to tracemalloc like the rest of the engine's memory.
+    cdef void* p = NULL
+    cdef size_t align = HUGE_PAGE if size >= HUGE_PAGE else 64
+    if posix_memalign(&p, align, size) != 0:
+        return NULL
+    if size >= HUGE_PAGE:
+        # (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1) rounds up to whole huge pages.
+        madvise(p, (size + HUGE_PAGE - 1) & ~(<size_t>HUGE_PAGE - 1), MADV_HUGEPAGE)
+    if old != NULL:
+        memcpy(p, old, old_size)
+        _table_free(old)
+    PyTraceMalloc_Track(TRACE_DOMAIN, <uintptr_t>p, size)
+    return p
+
+
+cdef void _table_free(void* p) noexcept nogil:
+    if p != NULL:
+        PyTraceMalloc_Untrack(TRACE_DOMAIN, <uintptr_t>p)
+        free(p)
 
 
 cdef double* _data(object arr) except NULL:
@@ -187,14 +213,14 @@ cdef class _Core:
         self._last_run = self._wheel.elapsed * self._tick
 
     def __dealloc__(self):
-        PyMem_RawFree(self._agents)
+        _table_free(self._agents)
         PyMem_RawFree(self._seq)
         PyMem_RawFree(self._started)
         PyMem_RawFree(self._free)
         PyMem_RawFree(self._rings)
         PyMem_RawFree(self._ev)
         PyMem_RawFree(self._batch)
-        PyMem_RawFree(self._wheel.links)
+        _table_free(self._wheel.links)
         pthread_mutex_destroy(&self._mutex)
 
     # -- locking and clocks ---------------------------------------------------------
@@ -403,7 +429,8 @@ cdef class _Core:
 
     cdef int _grow(self) except -1:
         cdef int32_t cap = self._cap * 2 if self._cap else CHUNK
-        cdef Agent* agents = <Agent*>PyMem_RawRealloc(self._agents, cap * sizeof(Agent))
+        cdef Agent* agents = <Agent*>_table_realloc(self._agents, self._cap * sizeof(Agent),
+                                                    cap * sizeof(Agent))
         if agents == NULL:
             raise MemoryError()
         self._agents = agents
@@ -419,7 +446,9 @@ cdef class _Core:
         if free == NULL:
             raise MemoryError()
         self._free = free
-        cdef int32_t* links = <int32_t*>PyMem_RawRealloc(self._wheel.links, 2 * cap * sizeof(int32_t))
+        cdef int32_t* links = <int32_t*>_table_realloc(self._wheel.links,
+                                                       2 * self._cap * sizeof(int32_t),
+                                                       2 * cap * sizeof(int32_t))
         if links == NULL:
             raise MemoryError()
         self._wheel.links = links
@@ -428,8 +457,6 @@ cdef class _Core:
         if rings == NULL:
             raise MemoryError()
         self._rings = rings
-        _huge(self._agents, cap * sizeof(Agent))
-        _huge(self._wheel.links, 2 * cap * sizeof(int32_t))
         memset(&self._agents[self._cap], 0, (cap - self._cap) * sizeof(Agent))
         self._ids.extend([None] * (cap - self._cap))
         self._cap = cap

@@ -421,6 +421,40 @@ cdef inline Py_ssize_t _kept_intervals(const double* row, Py_ssize_t H, Py_ssize
     return m - 1 if m > 1 else 0
 
 
+cdef inline void _min_max(const double* a, Py_ssize_t n, double* mn_out,
+                          double* mx_out) noexcept nogil:
+    """Minimum and maximum of a[0..n-1] (n >= 1, no NaN), four lanes each so that the
+    min/max dependency chains overlap."""
+    cdef double mn0, mn1, mn2, mn3, mx0, mx1, mx2, mx3, t
+    cdef Py_ssize_t j = 0
+    mn0 = mn1 = mn2 = mn3 = mx0 = mx1 = mx2 = mx3 = a[0]
+    while j + 4 <= n:
+        t = a[j]
+        mn0 = t if t < mn0 else mn0
+        mx0 = t if t > mx0 else mx0
+        t = a[j + 1]
+        mn1 = t if t < mn1 else mn1
+        mx1 = t if t > mx1 else mx1
+        t = a[j + 2]
+        mn2 = t if t < mn2 else mn2
+        mx2 = t if t > mx2 else mx2
+        t = a[j + 3]
+        mn3 = t if t < mn3 else mn3
+        mx3 = t if t > mx3 else mx3
+        j += 4
+    while j < n:
+        t = a[j]
+        mn0 = t if t < mn0 else mn0
+        mx0 = t if t > mx0 else mx0
+        j += 1
+    mn0 = mn1 if mn1 < mn0 else mn0
+    mn2 = mn3 if mn3 < mn2 else mn2
+    mx0 = mx1 if mx1 > mx0 else mx0
+    mx2 = mx3 if mx3 > mx2 else mx2
+    mn_out[0] = mn2 if mn2 < mn0 else mn0
+    mx_out[0] = mx2 if mx2 > mx0 else mx0
+
+
 cdef inline bint _has_nan(const double* a, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
     for j in range(n):
@@ -434,7 +468,7 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
                         double* o) noexcept nogil:
     """Row o of the output for one agent; ``whole`` if lo == -inf and hi == +inf."""
     cdef Py_ssize_t s, j, n, k
-    cdef double t, mn, mx, mn2, mx2, total, mean, vi
+    cdef double mn, mx, total, mean, vi
     cdef int q, nr
     cdef Py_ssize_t ranks[6]
     cdef double vals[6]
@@ -475,26 +509,7 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
     mean = total / <double>n
     o[1] = mean
     o[2] = sqrt(_pairwise_sqdev(buf, n, mean) / <double>n)
-    # min and max with two accumulators each (shorter dependency chains).
-    mn = buf[0]
-    mx = mn
-    mn2 = mn
-    mx2 = mn
-    j = 1
-    while j + 1 < n:
-        t = buf[j]
-        mn = t if t < mn else mn
-        mx = t if t > mx else mx
-        t = buf[j + 1]
-        mn2 = t if t < mn2 else mn2
-        mx2 = t if t > mx2 else mx2
-        j += 2
-    if j < n:
-        t = buf[j]
-        mn = t if t < mn else mn
-        mx = t if t > mx else mx
-    mn = mn2 if mn2 < mn else mn
-    mx = mx2 if mx2 > mx else mx
+    _min_max(buf, n, &mn, &mx)
     o[3] = mn
     o[4] = mx
     # Percentiles, numpy 'linear': virtual index vi = (n-1)*q; a, b the floor(vi)-th and
@@ -691,6 +706,7 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
         return
     bounds = [n * t // nthreads for t in range(nthreads + 1)]
     errors = []
+    workers = []
 
     def work(Py_ssize_t a, Py_ssize_t b):
         cdef int r
@@ -699,13 +715,18 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
         if r != 0:
             errors.append(MemoryError())
 
-    workers = [threading.Thread(target=work, args=(bounds[t], bounds[t + 1]),
-                                name="moai-flow-fast-stats", daemon=True)
-               for t in range(1, nthreads)]
-    for w in workers:
-        w.start()
     try:
+        for t in range(1, nthreads):
+            w = threading.Thread(target=work, args=(bounds[t], bounds[t + 1]),
+                                 name="moai-flow-fast-stats", daemon=True)
+            try:
+                w.start()
+            except RuntimeError:            # cannot start a thread: do the rest here
+                break
+            workers.append(w)
         work(bounds[0], bounds[1])
+        for t in range(len(workers) + 1, nthreads):
+            work(bounds[t], bounds[t + 1])
     finally:
         for w in workers:
             w.join()

@@ -287,6 +287,8 @@ def test_batch_calls_match_scalar_loop_random(engine, seed):
                 start_clock_on_register=rng.random() < 0.3)
     try:
         _random_ops(rng, twin, 120)
+        kinds = {e[0] for e in twin.ra.events}
+        assert kinds == {"alert", "recovery"}, "the sequence should exercise both"
     finally:
         twin.close()
 
@@ -747,14 +749,17 @@ def _bad_cases():
         ("handles", ([["a"]],), {}, TypeError, "agent_ids"),
         ("agent_ids", ("HANDLES_2D",), {}, ValueError, "handles"),
         ("histories", (), {"layout": "grid"}, ValueError, "layout"),
-        ("histories", ("ab",), {}, TypeError, "ids"),
+        ("histories", ("ab",), {}, TypeError, "agent_ids"),
         ("history_array", (["a"],), {}, TypeError, "agent_id"),
     ]
     return cases
 
 
-@pytest.mark.parametrize("method,args,kwargs,exc,name", _bad_cases(),
-                         ids=lambda v: v if isinstance(v, str) else None)
+_BAD = _bad_cases()
+
+
+@pytest.mark.parametrize("method,args,kwargs,exc,name", _BAD,
+                         ids=[f"{c[0]}-{i}-{c[4]}" for i, c in enumerate(_BAD)])
 def test_bad_input_raises_and_changes_nothing(populated, method, args, kwargs, exc, name):
     m = populated
     h = m.handles(["a", "b"])
@@ -768,3 +773,37 @@ def test_bad_input_raises_and_changes_nothing(populated, method, args, kwargs, e
     after = m.histories(layout="flat")
     assert all(np.array_equal(x, y) for x, y in zip(arrays, after))
     assert m.handles(["a", "b"]).tolist() == h.tolist()
+
+
+@pytest.mark.parametrize("age_s", [1e300, 1e12, WALL_START],
+                         ids=["1e300s-ago", "1e12s-ago", "unix-epoch"])
+def test_very_old_timestamps_leave_the_monitor_working(make_monitor, vclock, age_s):
+    """A finite timestamp far in the past (beyond the ~292 years int64 nanoseconds hold,
+    or the Unix epoch) is either refused up front (ValueError naming `timestamps`,
+    nothing recorded) or recorded/rejected per heartbeat; in every case the monitor
+    keeps working: advance, alerts, snapshot, phi and stats."""
+    m = make_monitor(interval_ms=1000, failure_threshold=3, history_size=4)
+    rec = Recorder().install(m, recovery=True)
+    m.start_monitoring_many(["a", "b"])
+    m.record_heartbeats(["b"])
+    before = snapshot(m)
+    now = vclock.time()
+    try:
+        mask = m.record_heartbeats(["b", "a"], [now, now - age_s])
+    except ValueError as e:
+        assert "timestamps" in str(e)
+        assert snapshot(m) == before
+        mask = None
+    if mask is not None:
+        assert mask[0]                    # the valid heartbeat is not lost
+    vclock.advance(0.5)
+    m.advance()                           # must not raise
+    vclock.advance(5)
+    m.advance()
+    snap = m.snapshot()
+    assert snap.states.tolist() == [SEV[m.check_agent_health(k)] for k in snap.ids]
+    assert np.isfinite(m.phi()).all() or np.isnan(snap.elapsed_ms).any()
+    stats = m.get_monitoring_stats()
+    assert sum(stats["health_distribution"].values()) == 2
+    assert stats["callback_errors"] == 0
+    assert ("alert", "b", HealthState.FAILED) in rec.simple()

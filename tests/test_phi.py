@@ -62,8 +62,8 @@ def test_matches_akka_on_random_agents():
               first_heartbeat_estimate_ms=700.0, min_samples=3)
     mean[few] = NAN                       # ignored where the first-heartbeat estimate applies
     got = phi(elapsed, mean, std, count, **kw)
-    want = np.array([akka_phi(e, m, s, c, min_std=80.0, pause=250.0, first=700.0,
-                              min_samples=3) for e, m, s, c in zip(elapsed, mean, std, count)])
+    want = np.array([akka_phi(e, m, s, c, min_std=80.0, pause=250.0, first=700.0, min_samples=3)
+                     for e, m, s, c in zip(elapsed, mean, std, count, strict=True)])
     # Akka's e = exp(-z) is a normal double only up to phi ~ 307; beyond it goes
     # subnormal (precision lost), then underflows to 0 (phi = +inf, z > ~745).
     normal = want < 300
@@ -84,7 +84,7 @@ def test_saturation_is_finite_then_inf_only_at_infinite_elapsed():
     assert np.isfinite(got[:-1]).all() and got[-1] == INF
     assert np.all(np.diff(got[:5]) > 0)
     assert got[4] == got[5]               # y clipped at 1e100 standard deviations
-    for e, g in zip(elapsed[2:4], got[2:4]):
+    for e, g in zip(elapsed[2:4], got[2:4], strict=True):
         assert g == pytest.approx(asymptote(e, 1000.0, 100.0), rel=1e-12)
     # far below the mean phi underflows to its limit 0
     low = phi(np.array([-1e300, -INF, -1e5]), 1000.0, 100.0, 10)

@@ -123,8 +123,10 @@ def test_scalar_sender_brackets_the_call():
             calls.append((agent_id, next(ticks)))
 
     send = scalar_sender(FakeMonitor(), ["x", "y"], lambda: next(ticks))
-    assert send(1) == (100, 102)
+    assert send([1]) == [(100, 102)]
     assert calls == [("y", 101)]
+    assert send([0, 1]) == [(103, 105), (106, 108)]
+    assert calls[1:] == [("x", 104), ("y", 107)]
 
 
 # -- whole swarms in virtual time ------------------------------------------------------------------
