@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 import numpy as np
+from bench_utils import ids_for
 
 from moai_flow_fast import HeartbeatMonitor
-
-from bench_utils import ids_for
 
 TICK_MS = 10
 

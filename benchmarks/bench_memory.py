@@ -8,10 +8,9 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from bench_utils import ids_for
 
 from moai_flow_fast import HeartbeatMonitor, VirtualClock
-
-from bench_utils import ids_for
 
 CASES = [("compiled", 100_000), ("compiled", 1_000_000), ("pure", 100_000)]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bench_utils import ids_for, per_call_ns
 
 from moai_flow_fast import HealthState, HeartbeatMonitor
-
-from bench_utils import ids_for, per_call_ns
 
 SIZES = {"compiled": [1_000, 100_000, 1_000_000], "pure": [1_000, 100_000]}
 CASES = [(e, n) for e, sizes in SIZES.items() for n in sizes]

@@ -11,7 +11,8 @@ def ids_for(n: int) -> list[str]:
     return [f"agent-{i:07d}" for i in range(n)]
 
 
-def virtual_monitor(engine: str, n: int, **kwargs: Any) -> tuple[HeartbeatMonitor, VirtualClock, list[str]]:
+def virtual_monitor(engine: str, n: int, **kwargs: Any
+                    ) -> tuple[HeartbeatMonitor, VirtualClock, list[str]]:
     clock = VirtualClock(start=1000.0)
     monitor = HeartbeatMonitor(clock=clock, engine=engine, **kwargs)
     ids = ids_for(n)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from bench_utils import virtual_monitor
 
 TICK_S = 0.01

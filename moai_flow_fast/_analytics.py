@@ -4,9 +4,9 @@ snapshots of the whole swarm, and export to pandas."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -140,7 +140,7 @@ class AnalyticsMixin:
         """The snapshot as a pandas DataFrame indexed by agent id (needs the `pandas` extra:
         pip install 'moai-flow-fast[pandas]')."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise ImportError("to_pandas needs pandas: pip install 'moai-flow-fast[pandas]'"
                               ) from None

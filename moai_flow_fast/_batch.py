@@ -119,7 +119,7 @@ class BatchMixin:
         `copy`, a ring that has not wrapped is returned as a read-only view of the monitor's
         memory, valid until the agent's next heartbeat."""
         out = self._engine.history_array(agent_id, copy)
-        return np.empty(0) if out is None else out  # type: ignore[no-any-return]
+        return np.empty(0) if out is None else out
 
     def histories(self, agent_ids: Sequence[Any] | None = None, *, layout: str = "padded"
                   ) -> Any:

@@ -83,7 +83,8 @@ class VirtualClock:
         ns = _seconds_to_ns("seconds", seconds)
         with self._lock:
             if ns < self._ns:
-                raise ValueError(f"seconds must be >= the current reading {self.now}, got {seconds!r}")
+                raise ValueError(
+                    f"seconds must be >= the current reading {self.now}, got {seconds!r}")
             if ns > _MAX_NS:
                 raise ValueError("seconds moves the clock past its range")
             self._ns = ns

@@ -23,19 +23,20 @@ def _parse_flag(name: str) -> bool:
 
 NO_EXTENSIONS = _parse_flag("MOAI_FLOW_FAST_NO_EXTENSIONS")
 
+_Default: type[Any]
 if NO_EXTENSIONS:
-    from ._engine_py import Engine as _Default
+    from ._engine_py import Engine as _PyEngine
 
-    COMPILED = False
+    _Default, COMPILED = _PyEngine, False
 else:
     try:
-        from ._engine_c import Engine as _Default  # type: ignore[no-redef]
+        from ._engine_c import Engine as _CEngine
 
-        COMPILED = True
+        _Default, COMPILED = _CEngine, True
     except ImportError:  # no build for this platform: the pure engine has the same semantics
-        from ._engine_py import Engine as _Default
+        from ._engine_py import Engine as _PyEngine
 
-        COMPILED = False
+        _Default, COMPILED = _PyEngine, False
 
 
 def default_engine() -> type[Any]:
@@ -51,12 +52,13 @@ def engine_class(engine: Any) -> type[Any]:
     if engine == "compiled":
         from ._engine_c import Engine  # fails loudly when the extension is not built
 
-        return Engine  # type: ignore[no-any-return]
+        return Engine
     if engine == "pure":
         from ._engine_py import Engine as PyEngine
 
         return PyEngine
-    raise ValueError(f"engine must be 'auto', 'compiled', 'pure' or an engine class, got {engine!r}")
+    raise ValueError(
+        f"engine must be 'auto', 'compiled', 'pure' or an engine class, got {engine!r}")
 
 
 def engine_name(cls: type[Any]) -> str:

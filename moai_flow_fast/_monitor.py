@@ -11,12 +11,12 @@ from typing import Any
 
 from ._alerts import AlertDispatcher, Callback
 from ._analytics import AnalyticsMixin
-from ._batch import BatchMixin
-from ._events import AlertBatch
-from ._fork import track
 from ._background import Background
+from ._batch import BatchMixin
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
+from ._events import AlertBatch
+from ._fork import track
 from ._state import STATES, HealthState
 from ._validate import check_agent_id, check_ms, check_whole
 from ._validate import check_interval_ms as _check_interval

@@ -1,4 +1,5 @@
-"""Part A's public attributes as live views over the engine: monitoring_agents, heartbeat_history."""
+"""Part A's public attributes as live views over the engine: `monitoring_agents` and
+`heartbeat_history`."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ class HistorySequence(Sequence[dict[str, Any]]):
         self._id = agent_id
 
     def __len__(self) -> int:
-        return max(self._engine.history_len(self._id), 0)
+        return max(int(self._engine.history_len(self._id)), 0)
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...

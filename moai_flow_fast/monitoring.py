@@ -1,4 +1,4 @@
-"""Import path of the replaced package: ``from moai_flow_fast.monitoring import HeartbeatMonitor``."""
+"""The replaced package's import path: ``from moai_flow_fast.monitoring import ...``."""
 
 from ._monitor import HeartbeatMonitor
 from ._state import HealthState

@@ -28,6 +28,11 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.math cimport INFINITY, NAN, sqrt
 from libc.stdint cimport int32_t, int64_t
 
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+cdef Py_ssize_t RANK_END = PY_SSIZE_T_MAX     # padding after the last wanted rank
+
 cdef extern from *:
     void __builtin_prefetch(const void*) nogil
 
@@ -46,6 +51,8 @@ cdef enum:
     PW_BLOCKSIZE = 128
     # A selection range of at most this many elements is finished by _rank_scatter.
     SMALL = 12
+    # Wanted-rank arrays hold MAXR entries, padded after the last rank with RANK_END.
+    MAXR = 8
     # Cache lines of the next agents' rings prefetched while one agent is processed.
     PREFETCH_LINES = 16
     PREFETCH_AHEAD = 2
@@ -245,11 +252,22 @@ cdef inline double _med3(double x, double y, double z) noexcept nogil:
     return hi_ if lo_ < hi_ else lo_
 
 
+cdef inline int _count_below(const Py_ssize_t* ranks, Py_ssize_t i) noexcept nogil:
+    """The number of wanted ranks below i, i.e. the index of the first one >= i (ranks
+    ascending, MAXR entries padded with RANK_END): a fixed-length sum of 0/1 comparisons
+    instead of a search loop whose exit would be mispredicted."""
+    cdef int q, c = 0
+    for q in range(MAXR):
+        c += ranks[q] < i
+    return c
+
+
 cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
                        const Py_ssize_t* ranks, double* vals, int ra, int rb,
                        int depth) noexcept nogil:
     """Order statistics: vals[q] = the ranks[q]-th smallest of the multiset src[lo..hi-1]
-    for ra <= q < rb (ranks ascending, distinct, all in [lo, hi); no NaN). src and dst are
+    for ra <= q < rb (ranks: MAXR entries, ascending, distinct, padded with RANK_END;
+    ranks[ra..rb-1] in [lo, hi), the others outside; no NaN in src). src and dst are
     two scratch buffers over the same positions: a round partitions src[lo..hi-1] into
     dst[lo..hi-1] (so rank r stays at position r in the surviving range) and continues on
     the side(s) holding wanted ranks with the buffers' roles swapped.
@@ -320,18 +338,16 @@ cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
         tmp = src
         src = dst
         dst = tmp
-        # Wanted ranks below i: qa..qb-1 on the left.
-        qb = ra
-        while qb < rb and ranks[qb] < i:
-            qb += 1
+        # Wanted ranks below i: ra..qb-1 on the left.
+        qb = _count_below(ranks, i)
         if hi - i > m - (m >> 3):
             # Mostly >= p: split off the keys equal to p (they are the ranks i..j-1).
             j = _split(src, dst, i, hi, p, True)    # dst[i..j-1] == p < dst[j..hi-1]
             # (the left part src[lo..i-1] is not copied: it is recursed on in src)
             qa = qb
-            while qb < rb and ranks[qb] < j:
-                vals[qb] = p
-                qb += 1
+            qb = _count_below(ranks, j)
+            for q in range(qa, qb):
+                vals[q] = p
             if qa > ra:
                 _multiselect(src, dst, lo, i, ranks, vals, ra, qa, depth)
             ra = qb
@@ -470,8 +486,8 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
     cdef Py_ssize_t s, j, n, k
     cdef double mn, mx, total, mean, vi
     cdef int q, nr
-    cdef Py_ssize_t ranks[6]
-    cdef double vals[6]
+    cdef Py_ssize_t ranks[MAXR]
+    cdef double vals[MAXR]
     cdef double vis[3]
     # The valid records, oldest first: positions s, s+1, ... (mod H), s = head - cnt mod H.
     s = head - cnt
@@ -528,6 +544,8 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
             if k + 1 < n - 1 and (nr == 0 or ranks[nr - 1] < k + 1):
                 ranks[nr] = k + 1
                 nr += 1
+    for q in range(nr, MAXR):
+        ranks[q] = RANK_END
     if nr > 0:
         _multiselect(buf, buf2, 0, n, ranks, vals, 0, nr, 2 * _bit_length(n))
     for q in range(3):
@@ -653,17 +671,21 @@ def _order_statistics(values, ranks, int depth=-1):
     fallback)."""
     cdef double[::1] a = np.array(values, dtype=np.float64)
     cdef Py_ssize_t n = a.shape[0]
-    cdef Py_ssize_t[::1] r = np.unique(np.asarray(ranks, dtype=np.intp))
-    cdef int nr = <int>r.shape[0]
-    if nr and (r[0] < 0 or r[nr - 1] >= n):
+    wanted = np.unique(np.asarray(ranks, dtype=np.intp))
+    cdef int nr = <int>wanted.shape[0]
+    if nr > MAXR:
+        raise ValueError(f"at most {MAXR} ranks")
+    if nr and (wanted[0] < 0 or wanted[nr - 1] >= n):
         raise ValueError(f"ranks must be in [0, {n})")
     if depth < 0:
         depth = 2 * _bit_length(n)
+    cdef Py_ssize_t[::1] r = np.full(MAXR, RANK_END, dtype=np.intp)
+    r[:nr] = wanted
     cdef double[::1] scratch = np.empty(max(n, 1))
-    cdef double[::1] vals = np.empty(max(nr, 1))
+    cdef double[::1] vals = np.empty(MAXR)
     if nr:
         _multiselect(&a[0], &scratch[0], 0, n, &r[0], &vals[0], 0, nr, depth)
-    return dict(zip(np.asarray(r).tolist(), np.asarray(vals)[:nr].tolist()))
+    return dict(zip(wanted.tolist(), np.asarray(vals)[:nr].tolist()))
 
 
 def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
