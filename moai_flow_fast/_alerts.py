@@ -43,7 +43,8 @@ class AlertDispatcher:
         self.recovery_enabled = False
         self.recovery_callback: Callback | None = None
         self.batch_callback: Callable[[AlertBatch], Any] | None = None
-        self.listeners: tuple[Listener, ...] = ()
+        self.listeners: tuple[Listener, ...] = ()   # replaced whole, so readers need no lock
+        self._listeners_mu = threading.Lock()
         self.callback_loop: asyncio.AbstractEventLoop | None = None
         self.coalesce_above = 0
         self.coalesced = 0
@@ -80,10 +81,12 @@ class AlertDispatcher:
 
     def add_listener(self, listener: Listener) -> None:
         """Also hand every block of events to `listener(ids, block)` (asyncio, metrics)."""
-        self.listeners = (*self.listeners, listener)
+        with self._listeners_mu:
+            self.listeners = (*self.listeners, listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        self.listeners = tuple(x for x in self.listeners if x is not listener)
+        with self._listeners_mu:
+            self.listeners = tuple(x for x in self.listeners if x is not listener)
 
     def _deliver_block(self, ids: list[Any], block: Any) -> None:
         crossings = block["new"][block["kind"] == 0]

@@ -107,6 +107,7 @@ class Engine:
         self._wake_pending = False
         self.notify: Callable[[], Any] | None = None
         self.wake: Callable[[], Any] | None = None
+        self.heartbeats = 0
         self.transitions = 0
         self.recoveries = 0
         self.stalls = 0
@@ -254,6 +255,7 @@ class Engine:
     # -- the hot path -----------------------------------------------------------------------
 
     def _beat(self, a: _Agent, now: int, wall: float, metadata: Any) -> None:
+        self.heartbeats += 1
         a.ring.append((wall, metadata if metadata else None))
         while a.clock and a.reported != _F:
             d = a.crossing_deadline()

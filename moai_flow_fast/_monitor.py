@@ -252,6 +252,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             "health_distribution": {"healthy": c[0], "degraded": c[1], "critical": c[2],
                                     "failed": c[3]},
             "total_heartbeats": records_held,
+            "heartbeats_recorded": self._engine.heartbeats,
             "monitoring_thread_alive": thread is not None and thread.is_alive(),
             "engine": self.engine_name,
             "tick_ms": self.tick_ms,
@@ -305,7 +306,8 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         """An async iterator of transitions and recoveries for the running event loop:
         `async for event in monitor.events(): ...`. The queue holds at most `maxsize`
         events; when the consumer falls behind, the oldest are dropped and counted
-        (`stream.dropped`). Close it with `stream.close()` or by leaving the loop."""
+        (`stream.dropped`). Close it with `stream.close()` / `await stream.aclose()`, or
+        use `async with monitor.events() as stream:`."""
         from ._aio import EventStream
 
         return EventStream(self._dispatcher, check_whole("maxsize", maxsize, 1, 1 << 40))

@@ -48,6 +48,7 @@ class MonitorCollector(Collector):
 
     - `moai_flow_fast_agents{state}` gauge: monitored agents per health state.
     - `moai_flow_fast_heartbeat_records` gauge: heartbeat records held in the histories.
+    - `moai_flow_fast_heartbeats_total` counter: heartbeats recorded since the start.
     - `moai_flow_fast_transitions_total{state}` counter: threshold crossings dispatched, by
       target state (degraded, critical, failed).
     - `moai_flow_fast_recoveries_total`, `..._alerts_raised_total`,
@@ -86,7 +87,10 @@ class MonitorCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """The metric families without samples (lets a registry check names without a scrape)."""
-        return iter(self._families(None))
+        families = self._families(None)
+        if self.per_agent:
+            families.extend(self._agent_families(None))
+        return iter(families)
 
     def collect(self) -> Iterator[Metric]:
         stats = self.monitor.get_monitoring_stats()
@@ -131,6 +135,8 @@ class MonitorCollector(Collector):
         get = s.get
         gauge("heartbeat_records", "Heartbeat records held in the agents' histories.",
               get("total_heartbeats", 0))
+        counter("heartbeats", "Heartbeats recorded since the monitor started.",
+                get("heartbeats_recorded", 0))
         counter("recoveries", "Agents that returned to HEALTHY.", get("recoveries", 0))
         counter("alerts_raised", "Alerts raised (callbacks called or WARNING lines logged).",
                 get("alerts_raised", 0))

@@ -169,6 +169,7 @@ cdef class _Core:
     cdef list _events
     cdef public object notify    # called, outside the lock, when record_heartbeat queued events
     cdef public object wake      # called, outside the lock, when a sooner deadline was armed
+    cdef readonly int64_t heartbeats     # recorded since the engine started
     cdef readonly int64_t transitions
     cdef readonly int64_t recoveries
     cdef readonly int64_t wheel_ops      # entries the wheel has cascaded or expired
@@ -616,6 +617,7 @@ cdef class _Core:
         cdef int64_t d, due
         cdef int8_t new
         cdef Py_ssize_t start
+        self.heartbeats += 1
         self._ring(s)[pos] = wall
         a.head = pos + 1 if pos + 1 < self._hsize else 0
         if a.count < self._hsize:

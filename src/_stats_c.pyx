@@ -325,7 +325,8 @@ cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
             return
         depth -= 1
         if m >= 64:
-            # Pivot: Tukey's ninther, the median of the medians of three triples.
+            # Pivot: Tukey's ninther, the median of the medians of three triples
+            # spaced m/8 (m >> 3) apart.
             j = m >> 3
             mid = lo + (m >> 1)
             p = _med3(_med3(src[lo], src[lo + j], src[lo + 2 * j]),
@@ -679,8 +680,9 @@ def _order_statistics(values, ranks, int depth=-1):
         raise ValueError(f"ranks must be in [0, {n})")
     if depth < 0:
         depth = 2 * _bit_length(n)
-    cdef Py_ssize_t[::1] r = np.full(MAXR, RANK_END, dtype=np.intp)
-    r[:nr] = wanted
+    padded = np.full(MAXR, RANK_END, dtype=np.intp)
+    padded[:nr] = wanted
+    cdef Py_ssize_t[::1] r = padded
     cdef double[::1] scratch = np.empty(max(n, 1))
     cdef double[::1] vals = np.empty(MAXR)
     if nr:
