@@ -257,6 +257,8 @@ class Engine:
     def _beat(self, a: _Agent, now: int, wall: float, metadata: Any) -> None:
         self.heartbeats += 1
         a.ring.append((wall, metadata if metadata else None))
+        if self._guard_ns > 0 and a.clock and now - a.last_mono >= a.interval_ns:
+            self._check_stall(now, self._due_ns())
         while a.clock and a.reported != _F:
             d = a.crossing_deadline()
             if d > now or (now < self._hold_until and d >= self._hold_from):
@@ -307,6 +309,13 @@ class Engine:
         self._lock = threading.RLock()
         self.wake = None
 
+    def _check_stall(self, now: int, due: int) -> None:
+        if (self._guard_ns > 0 and due != _NEVER and now >= self._hold_until
+                and now - max(due, self._last_run) > self._guard_ns):
+            self.stalls += 1
+            self.last_stall_ns = now - max(due, self._last_run)
+            self._hold_from, self._hold_until = due, now + self._grace_ns
+
     def set_stall_guard(self, guard_ns: int, grace_ns: int) -> None:
         self._guard_ns, self._grace_ns = guard_ns, grace_ns
 
@@ -320,11 +329,7 @@ class Engine:
         with self._lock:
             now = self._now_mono()
             due = self._due_ns()
-            if (self._guard_ns > 0 and due != _NEVER and now >= self._hold_until
-                    and now - max(due, self._last_run) > self._guard_ns):
-                self.stalls += 1
-                self.last_stall_ns = now - max(due, self._last_run)
-                self._hold_from, self._hold_until = due, now + self._grace_ns
+            self._check_stall(now, due)
             self._last_run = now
             target = now // self._tick
             if now < self._hold_until:

@@ -632,6 +632,8 @@ cdef class _Core:
             return 0
         # Slow path: report crossings the wheel has not reached yet, recover, arm.
         start = self._nev
+        if self._guard_ns > 0 and (a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns:
+            self._check_stall(now)
         while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
             d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
             if d > now or (now < self._hold_until and d >= self._hold_from):
@@ -710,14 +712,7 @@ cdef class _Core:
         self._lock()
         try:
             now = self._now_mono()
-            # Late against both the earliest deadline and the previous run: a wheel that
-            # was idle, or that is running in a grace period, is not stalled.
-            if (self._guard_ns > 0 and self._next_due != INT64_MAX and now >= self._hold_until
-                    and now - max(self._next_due, self._last_run) > self._guard_ns):
-                self.stalls += 1
-                self.last_stall_ns = now - max(self._next_due, self._last_run)
-                self._hold_from = self._next_due
-                self._hold_until = now + self._grace_ns
+            self._check_stall(now)
             self._last_run = now
             target = now // self._tick
             if now < self._hold_until:
@@ -750,6 +745,18 @@ cdef class _Core:
         pthread_mutex_init(&self._mutex, NULL)
         self._owner = 0
         self.wake = None
+
+    cdef void _check_stall(self, int64_t now) noexcept nogil:
+        # Late against both the earliest deadline and the previous run: a wheel that was
+        # idle, or that is running in a grace period, is not stalled. Called by advance
+        # and by a heartbeat that finds a crossing (after a suspension, queued heartbeats
+        # can arrive before the wheel runs).
+        if (self._guard_ns > 0 and self._next_due != INT64_MAX and now >= self._hold_until
+                and now - max(self._next_due, self._last_run) > self._guard_ns):
+            self.stalls += 1
+            self.last_stall_ns = now - max(self._next_due, self._last_run)
+            self._hold_from = self._next_due
+            self._hold_until = now + self._grace_ns
 
     def set_stall_guard(self, int64_t guard_ns, int64_t grace_ns):
         """Turn the observer-stall guard on (guard_ns > 0) or off (0)."""

@@ -223,6 +223,11 @@ class Twin:
         assert list(A.monitoring_agents) == order, self.trace
         assert set(order) == self.monitored
         assert A.snapshot().ids == order
+        assert A.agent_ids(A.interval_stats()["handle"]) == order
+        values, offsets = A.histories(layout="flat")
+        for i, aid in enumerate(order):
+            assert values[offsets[i]:offsets[i + 1]].tolist() == \
+                [r["timestamp"] for r in B.get_heartbeat_history(aid)], (aid, self.trace)
         for aid in order:
             assert A.check_agent_health(aid) is B.check_agent_health(aid), (aid, self.trace)
             ra, rb = A.monitoring_agents[aid], B.monitoring_agents[aid]
