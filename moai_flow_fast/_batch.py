@@ -12,6 +12,8 @@ from ._validate import check_interval_ms, check_whole
 
 __all__ = ["BatchMixin"]
 
+_MAX_UNIX = 2.0 ** 33   # year 2242: far beyond any clock, far inside int64 nanoseconds
+
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -41,18 +43,23 @@ class BatchMixin:
     default_failure_threshold: Any
     start_clock_on_register: bool
 
-    def _handles_of(self, ids_or_handles: Any) -> Int64Array:
-        if isinstance(ids_or_handles, np.ndarray) and ids_or_handles.dtype.kind in "iu":
-            if ids_or_handles.ndim != 1:
-                raise ValueError("handles must be a 1-D array")
-            return np.ascontiguousarray(ids_or_handles, dtype=np.int64)
-        return self.handles(_sequence("ids_or_handles", ids_or_handles))
+    def _handles_of(self, ids_or_handles: Any, name: str = "ids_or_handles") -> Int64Array:
+        if isinstance(ids_or_handles, np.ndarray):
+            kind = ids_or_handles.dtype.kind
+            if kind in "iu":
+                if ids_or_handles.ndim != 1:
+                    raise ValueError(f"{name} must be a 1-D array of handles")
+                return np.ascontiguousarray(ids_or_handles, dtype=np.int64)
+            if kind in "fcbmM":
+                raise TypeError(f"{name} must be agent ids or an integer array of handles, "
+                                f"got a {ids_or_handles.dtype} array")
+        return self._engine.handles(_sequence(name, ids_or_handles), name)  # type: ignore[no-any-return]
 
     def handles(self, agent_ids: Sequence[Any]) -> Int64Array:
         """Stable int64 handles of `agent_ids` (-1 where an id is not monitored). A handle
         names one monitoring of one agent: after a stop it never matches again, even when
         the id is monitored anew."""
-        return self._engine.handles(_sequence("agent_ids", agent_ids))  # type: ignore[no-any-return]
+        return self._engine.handles(_sequence("agent_ids", agent_ids), "agent_ids")  # type: ignore[no-any-return]
 
     def agent_ids(self, handles: Int64Array) -> list[Any]:
         """The ids of `handles` (None where a handle is not live)."""
@@ -95,7 +102,7 @@ class BatchMixin:
     def record_heartbeats(self, ids_or_handles: Any, timestamps: Any = None) -> BoolArray:
         """Record heartbeats in input order, exactly as `record_heartbeat` in a loop would
         (an id may repeat; recoveries and alerts included). `ids_or_handles` is a sequence
-        of ids, or an int64 numpy array of handles (faster). `timestamps` (Unix seconds,
+        of ids, or an integer numpy array of handles (faster). `timestamps` (Unix seconds,
         one per heartbeat) default to now; one in the future counts as now, one older than
         the agent's last heartbeat is rejected. Returns a mask of the heartbeats recorded:
         False for unknown or stopped agents and rejected timestamps."""
@@ -111,6 +118,8 @@ class BatchMixin:
                                  f"expected {handles.shape} (one per heartbeat)")
             if not np.isfinite(walls).all():
                 raise ValueError("timestamps must be finite (no NaN or infinity)")
+            if walls.size and (walls.min() < 0 or walls.max() > _MAX_UNIX):
+                raise ValueError(f"timestamps must be Unix seconds between 0 and {_MAX_UNIX:.0f}")
         return self._engine.record_many(handles, walls)  # type: ignore[no-any-return]
 
     def history_array(self, agent_id: Any, *, copy: bool = False
@@ -129,10 +138,10 @@ class BatchMixin:
         values[offsets[i]:offsets[i + 1]]."""
         if layout not in ("padded", "flat"):
             raise ValueError(f"layout must be 'padded' or 'flat', got {layout!r}")
-        handles = self._all_or(agent_ids)
-        return self._engine.histories(handles, layout == "padded")
+        return self._engine.histories(self._all_or(agent_ids), layout == "padded")
 
     def _all_or(self, agent_ids: Any) -> Int64Array:
+        """Handles of `agent_ids`, or of every monitored agent in registration order."""
         if agent_ids is None:
-            return self.handles(self._engine.ids())
-        return self._handles_of(agent_ids)
+            return self._engine.all_handles()  # type: ignore[no-any-return]
+        return self._handles_of(agent_ids, "agent_ids")

@@ -481,13 +481,18 @@ class Engine:
 
     # -- batch and analytics -------------------------------------------------------------------
 
-    def handles(self, agent_ids: Any) -> np.ndarray[Any, np.dtype[np.int64]]:
+    def all_handles(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        with self._lock:
+            return np.array([a.handle for a in self._agents.values()], dtype=np.int64)
+
+    def handles(self, agent_ids: Any, name: str = "agent_ids"
+                ) -> np.ndarray[Any, np.dtype[np.int64]]:
         out = np.empty(len(agent_ids), dtype=np.int64)
         for i, agent_id in enumerate(agent_ids):
             try:
                 a = self._agents.get(agent_id)
             except TypeError:
-                raise TypeError(f"agent_ids[{i}] must be hashable, "
+                raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
             out[i] = -1 if a is None else a.handle
         return out

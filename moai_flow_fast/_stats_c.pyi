@@ -10,6 +10,7 @@ __all__ = ["COLUMNS", "interval_stats"]
 COLUMNS: tuple[str, ...]
 _MIN_PARALLEL: int
 _MAX_THREADS: int
+_CHUNK_RECORDS: int
 
 def _cpus() -> int: ...
 def _order_statistics(values: Any, ranks: Any, depth: int = ...) -> dict[int, float]: ...

@@ -13,6 +13,7 @@ __all__ = ["AgentRecord", "AgentsView", "HistorySequence", "HistoryView", "recor
 
 _FIELDS = ("interval_ms", "failure_threshold", "last_heartbeat", "last_state", "started_at")
 _NS_PER_MS = 1_000_000
+_MAX_UNIX = 2.0 ** 33   # year 2242: far beyond any clock, far inside int64 nanoseconds
 
 
 def _ms(ns: int) -> int | float:
@@ -80,6 +81,9 @@ class AgentRecord(MutableMapping[str, Any]):
                 raise TypeError(f"{key} must be Unix seconds, got {type(value).__name__}")
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{key} must be finite, got {value!r}")
+            if value < 0 or value > _MAX_UNIX:
+                raise ValueError(f"{key} must be Unix seconds between 0 and {_MAX_UNIX:.0f}, "
+                                 f"got {value!r}")
             self._engine.set_field(self._id, key, float(value))
         else:
             raise KeyError(key)

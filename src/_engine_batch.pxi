@@ -20,7 +20,40 @@ cdef class Engine(_Core):
             return -1
         return s
 
-    def handles(self, agent_ids):
+    def all_handles(self):
+        """Handles of every monitored agent, in registration order."""
+        cdef Py_ssize_t n = 0, i
+        cdef int32_t s
+        cdef bint unsorted = False
+        cdef int64_t* pairs
+        cdef int64_t[::1] hv
+        self._lock()
+        try:
+            pairs = <int64_t*>PyMem_RawMalloc((self.active + 1) * 2 * sizeof(int64_t))
+            if pairs == NULL:
+                raise MemoryError()
+            try:
+                for s in range(self._high):
+                    if self._agents[s].flags & F_ACTIVE:
+                        pairs[2 * n] = self._seq[s]
+                        pairs[2 * n + 1] = s
+                        if n and pairs[2 * n] < pairs[2 * n - 2]:
+                            unsorted = True
+                        n += 1
+                if unsorted:
+                    qsort(pairs, n, 2 * sizeof(int64_t), _slot_order)
+                out = np.empty(n, dtype=np.int64)
+                hv = out
+                for i in range(n):
+                    s = <int32_t>pairs[2 * i + 1]
+                    hv[i] = <int64_t>(<uint64_t>s | (<uint64_t>self._agents[s].gen << 32))
+            finally:
+                PyMem_RawFree(pairs)
+        finally:
+            self._unlock()
+        return out
+
+    def handles(self, agent_ids, str name="agent_ids"):
         """int64 handles of `agent_ids`, -1 where an id is not monitored."""
         out = np.empty(len(agent_ids), dtype=np.int64)
         cdef int64_t[::1] o = out
@@ -30,7 +63,7 @@ cdef class Engine(_Core):
             try:
                 h = get(agent_id)
             except TypeError:
-                raise TypeError(f"agent_ids[{i}] must be hashable, "
+                raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
             o[i] = -1 if h is None else <int64_t>h
             i += 1

@@ -20,8 +20,9 @@ no time range), are summed with numpy's own pairwise summation (so mean and std 
 numpy's to the bit on x86-64, where no FMA is contracted), and the order statistics the
 three percentiles need are found together by one multi-rank introselect (O(n), no sort)
 with branch-free partitions. The loop over agents runs without the GIL, prefetching the
-next agents' rings; calls of at least ``_MIN_PARALLEL`` records are split over the CPUs
-in threads.
+next agents' rings; calls of at least ``_MIN_PARALLEL`` records are spread over the CPUs:
+threads claim chunks of agents from a shared atomic counter, so a CPU busy with other work
+takes fewer of them.
 """
 
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
@@ -35,6 +36,15 @@ cdef Py_ssize_t RANK_END = PY_SSIZE_T_MAX     # padding after the last wanted ra
 
 cdef extern from *:
     void __builtin_prefetch(const void*) nogil
+
+cdef extern from *:
+    """
+    /* Atomically take `step` agents from the shared counter; returns the first taken. */
+    static inline Py_ssize_t moai_stats_claim(Py_ssize_t *next, Py_ssize_t step) {
+        return __atomic_fetch_add(next, step, __ATOMIC_RELAXED);
+    }
+    """
+    Py_ssize_t _claim "moai_stats_claim"(Py_ssize_t* next, Py_ssize_t step) nogil
 
 import os
 import threading
@@ -58,9 +68,11 @@ cdef enum:
     PREFETCH_AHEAD = 2
 
 # Split a call over threads only when it holds at least this many ring records
-# (a thread costs ~100 us to start; a record ~5 ns to process).
+# (a thread costs ~100 us to start; a record ~5 ns to process). Threads claim agents in
+# chunks of about _CHUNK_RECORDS records.
 _MIN_PARALLEL = 1 << 18
 _MAX_THREADS = 8
+_CHUNK_RECORDS = 1 << 16
 
 _F64 = np.dtype(np.float64)
 _I32 = np.dtype(np.int32)
@@ -581,16 +593,24 @@ cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
                &out[start + i, 0])
 
 
-cdef int _run_alloc(const double[:, ::1] ring, const int32_t[::1] heads,
+cdef int _run_claim(const double[:, ::1] ring, const int32_t[::1] heads,
                     const int32_t[::1] counts, const int64_t[::1] rows, double lo, double hi,
-                    double[:, ::1] out, Py_ssize_t start, Py_ssize_t i0,
-                    Py_ssize_t i1) noexcept nogil:
-    """_run with its own scratch buffers; returns -1 if they cannot be allocated."""
-    cdef Py_ssize_t H = ring.shape[1]
+                    double[:, ::1] out, Py_ssize_t start, Py_ssize_t* next_agent,
+                    Py_ssize_t chunk) noexcept nogil:
+    """One worker: allocate scratch buffers, then claim chunks of agents from the shared
+    counter until none is left (dynamic scheduling: a worker whose CPU is also busy with
+    something else simply claims fewer chunks). Returns -1 if the buffers cannot be
+    allocated (the chunks are then left to the other workers)."""
+    cdef Py_ssize_t H = ring.shape[1], n = heads.shape[0], i0, i1
     cdef double* buf = <double*>PyMem_RawMalloc(2 * (H if H > 0 else 1) * sizeof(double))
     if buf == NULL:
         return -1
-    _run(ring, heads, counts, rows, lo, hi, out, start, i0, i1, buf)
+    while True:
+        i0 = _claim(next_agent, chunk)
+        if i0 >= n:
+            break
+        i1 = i0 + chunk if i0 + chunk < n else n
+        _run(ring, heads, counts, rows, lo, hi, out, start, i0, i1, buf)
     PyMem_RawFree(buf)
     return 0
 
@@ -722,37 +742,32 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
         raise ValueError(f"counts must be in [0, {H}] (ring capacity)")
     total = n * H
     nthreads = min(_cpus(), _MAX_THREADS, max(1, total // _MIN_PARALLEL))
-    if nthreads <= 1:
-        with nogil:
-            rc = _run_alloc(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st, 0, n)
-        if rc != 0:
-            raise MemoryError()
-        return
-    bounds = [n * t // nthreads for t in range(nthreads + 1)]
+    cdef Py_ssize_t[::1] next_agent = np.zeros(1, dtype=np.intp)
+    cdef Py_ssize_t chunk = n
+    if nthreads > 1:
+        chunk = max(16, _CHUNK_RECORDS // max(H, 1))
     errors = []
-    workers = []
 
-    def work(Py_ssize_t a, Py_ssize_t b):
+    def work():
         cdef int r
         with nogil:
-            r = _run_alloc(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st, a, b)
+            r = _run_claim(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st,
+                           &next_agent[0], chunk)
         if r != 0:
             errors.append(MemoryError())
 
+    workers = []
     try:
-        for t in range(1, nthreads):
-            w = threading.Thread(target=work, args=(bounds[t], bounds[t + 1]),
-                                 name="moai-flow-fast-stats", daemon=True)
+        for _ in range(nthreads - 1):
+            w = threading.Thread(target=work, name="moai-flow-fast-stats", daemon=True)
             try:
                 w.start()
-            except RuntimeError:            # cannot start a thread: do the rest here
+            except RuntimeError:            # cannot start a thread: fewer workers
                 break
             workers.append(w)
-        work(bounds[0], bounds[1])
-        for t in range(len(workers) + 1, nthreads):
-            work(bounds[t], bounds[t + 1])
+        work()
     finally:
         for w in workers:
             w.join()
-    if errors:
-        raise errors[0]
+    if len(errors) == len(workers) + 1:     # no worker could allocate its buffers
+        raise MemoryError()

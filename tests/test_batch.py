@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 import pytest
+from hb_model import Recorder, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
 from moai_flow_fast._events import AlertBatch
-from hb_model import Recorder, snapshot
 
 START = 1000.0
 WALL_START = 1_700_000_000.0
@@ -263,7 +263,7 @@ def _random_ops(rng, twin, n_ops):
         elif op == "stop":
             twin.stop(rng.choice(POOL))
         elif op == "ids":
-            ids = [rng.choice(POOL + ["unknown"]) for _ in range(rng.randint(0, 10))]
+            ids = [rng.choice([*POOL, "unknown"]) for _ in range(rng.randint(0, 10))]
             twin.beats(ids, False)
         elif op == "handles":
             twin.learn_handles(POOL)
@@ -273,9 +273,9 @@ def _random_ops(rng, twin, n_ops):
             use_h = rng.random() < 0.5
             if use_h:
                 twin.learn_handles(POOL)
-                items = [rng.choice(twin.stash + [-1]) for _ in range(rng.randint(0, 10))]
+                items = [rng.choice([*twin.stash, -1]) for _ in range(rng.randint(0, 10))]
             else:
-                items = [rng.choice(POOL + ["unknown"]) for _ in range(rng.randint(0, 10))]
+                items = [rng.choice([*POOL, "unknown"]) for _ in range(rng.randint(0, 10))]
             entries = [(rng.choice(["ok", "ok", "ok", "future", "stale"]), rng.randint(0, 40))
                        for _ in items]
             twin.beats(items, use_h, entries, span=rng.randint(0, 200))
@@ -300,16 +300,16 @@ def test_batch_calls_match_scalar_loop_random(engine, seed):
 
 _start = st.tuples(st.just("start"),
                    st.lists(st.sampled_from(POOL), max_size=5),
-                   st.sampled_from(INTERVALS + [None]),
-                   st.sampled_from(THRESHOLDS + [None]),
+                   st.sampled_from([*INTERVALS, None]),
+                   st.sampled_from([*THRESHOLDS, None]),
                    st.sampled_from([None, True, False]))
 _entries = st.tuples(st.sampled_from(["ok", "ok", "future", "stale"]), st.integers(0, 40))
 _ops = st.lists(st.one_of(
     _start,
     st.tuples(st.just("stop"), st.sampled_from(POOL)),
-    st.tuples(st.just("ids"), st.lists(st.sampled_from(POOL + ["zz"]), max_size=8)),
+    st.tuples(st.just("ids"), st.lists(st.sampled_from([*POOL, "zz"]), max_size=8)),
     st.tuples(st.just("handles"), st.lists(st.integers(0, 30), max_size=8)),
-    st.tuples(st.just("ts"), st.lists(st.tuples(st.sampled_from(POOL + ["zz"]), _entries),
+    st.tuples(st.just("ts"), st.lists(st.tuples(st.sampled_from([*POOL, "zz"]), _entries),
                                       max_size=8), st.integers(0, 200)),
     st.tuples(st.just("advance"), st.sampled_from([0, 1, 3, 32, 64, 100, 130, 200, 400])),
 ), min_size=1, max_size=25)
@@ -607,7 +607,7 @@ def test_histories_after_history_deleted(make_monitor, vclock):
     assert m.history_array("a").shape == (0,)
     padded = m.histories(["a", "b"])
     assert np.isnan(padded[0]).all() and not np.isnan(padded[1, :3]).any()
-    v, o = m.histories(["a", "b"], layout="flat")
+    _v, o = m.histories(["a", "b"], layout="flat")
     assert o.tolist() == [0, 0, 3]
     assert m.interval_stats(["a"])["count"].tolist() == [0]
 
@@ -620,7 +620,7 @@ def _check_batch_matches(batch, events):
     """An AlertBatch against the per-agent callbacks of the same advance/call."""
     assert len(batch) == len(events) == len(batch.handles)
     assert batch.ids == [e[1] for e in events]
-    for i, (kind, aid, state, det) in enumerate(events):
+    for i, (kind, _aid, state, det) in enumerate(events):
         assert batch.kind[i] == (0 if kind == "alert" else 1)
         assert batch.previous[i] == SEV[HealthState(det["previous_state"])]
         assert batch.current[i] == SEV[state]
@@ -700,9 +700,11 @@ def populated(make_monitor, vclock):
     m.start_monitoring_many(["a", "b", "gone"])
     m.record_heartbeats(["a", "b", "gone"])
     m.stop_monitoring("gone")
+    rec = Recorder().install(m)           # callbacks: no WARNING lines in failure reports
     vclock.advance(1.5)
     m.advance()
     m.record_heartbeats(["b"])
+    assert rec.events
     return m
 
 

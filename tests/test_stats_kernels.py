@@ -156,6 +156,7 @@ def test_compiled_threads_match(monkeypatch):
     heads, counts, rows = random_selection(rng, 400, H, 2001)
     single = run(c, ring, heads, counts, rows, start=5)
     monkeypatch.setattr(c, "_MIN_PARALLEL", 1)
+    monkeypatch.setattr(c, "_CHUNK_RECORDS", 1)       # chunks of 16 agents: ~125 claims
     monkeypatch.setattr(c, "_cpus", lambda: 4)        # 4 threads even on a 1-CPU runner
     split = run(c, ring, heads, counts, rows, start=5)
     assert np.array_equal(single, split, equal_nan=True)
