@@ -1,6 +1,28 @@
 # Batch and analytics half of the compiled Engine (included by _engine_c.pyx): handles,
 # batch registration and heartbeats, history arrays, interval statistics, snapshots.
 
+_POOL = None
+
+
+def _stats_pool():
+    # One pool for the process: the statistics kernel releases the GIL, so ring chunks
+    # are computed on every CPU.
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
+                                   thread_name_prefix="moai-flow-fast-stats")
+    return _POOL
+
+
+def _forget_pool():
+    # A forked child has none of the pool's threads: start a new pool when needed.
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
 
 @cython.final
 cdef class Engine(_Core):
@@ -228,36 +250,61 @@ cdef class Engine(_Core):
 
     def interval_stats(self, const int64_t[::1] handles, double lo, double hi, kernel):
         """Per-agent interval statistics (kernel columns), rows in handle order; handles
-        that are not live give count 0 and NaN."""
-        cdef Py_ssize_t i, j, n = handles.shape[0], m
+        that are not live give count 0 and NaN. The kernel runs once per ring chunk, the
+        chunks spread over the CPUs (it releases the GIL), all under the engine lock."""
+        cdef Py_ssize_t i, n = handles.shape[0], m = 0
         cdef int32_t s
+        cdef bint ordered = True
+        cdef int64_t prev = -1
         out = np.full((n, 9), np.nan)
         out[:, 0] = 0.0
-        slots = np.full(n, -1, dtype=np.int64)
-        cdef int64_t[::1] sl = slots
+        where = np.empty(n, dtype=np.int64)
+        slots = np.empty(n, dtype=np.int64)
+        heads = np.empty(n, dtype=np.int32)
+        counts = np.empty(n, dtype=np.int32)
+        cdef int64_t[::1] wv = where, sv = slots
+        cdef int32_t[::1] hv = heads, cv = counts
         self._lock()
         try:
             for i in range(n):
-                sl[i] = self._live(handles[i])
-            live = np.flatnonzero(slots >= 0)
-            order = live[np.argsort(slots[live], kind="stable")]
-            chunk_of = slots[order] >> CHUNK_BITS
-            bounds = np.flatnonzero(np.diff(chunk_of)) + 1
-            for group in np.split(order, bounds):
-                m = len(group)
-                if m == 0:
+                s = self._live(handles[i])
+                if s < 0:
                     continue
-                rows = slots[group] & (CHUNK - 1)
-                heads = np.empty(m, dtype=np.int32)
-                counts = np.empty(m, dtype=np.int32)
-                for j in range(m):
-                    s = <int32_t>sl[group[j]]
-                    heads[j] = self._agents[s].head
-                    counts[j] = self._agents[s].count if self._agents[s].flags & F_HIST else 0
-                part = np.empty((m, 9))
-                kernel(self._chunk_arrays[slots[group[0]] >> CHUNK_BITS], heads, counts, rows,
-                       lo, hi, part, 0)
-                out[group] = part
+                wv[m] = i
+                sv[m] = s
+                hv[m] = self._agents[s].head
+                cv[m] = self._agents[s].count if self._agents[s].flags & F_HIST else 0
+                if s < prev:
+                    ordered = False
+                prev = s
+                m += 1
+            if m == 0:
+                return out
+            where, slots, heads, counts = where[:m], slots[:m], heads[:m], counts[:m]
+            if not ordered:
+                # Group by chunk: agents of one chunk must be contiguous for one call.
+                order = np.argsort(slots, kind="stable")
+                where, slots, heads, counts = where[order], slots[order], heads[order], counts[order]
+            rows = slots & (CHUNK - 1)
+            chunk_of = slots >> CHUNK_BITS
+            cuts = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist(), m]
+            part = out if (m == n and ordered) else np.empty((m, 9))
+            chunks = self._chunk_arrays
+            starts = cuts[:-1]
+            chunk_ids = chunk_of[starts].tolist()
+
+            def one(int j):
+                a, b = cuts[j], cuts[j + 1]
+                kernel(chunks[chunk_ids[j]], heads[a:b], counts[a:b], rows[a:b], lo, hi,
+                       part, a)
+
+            if len(starts) > 1 and m * self._hsize >= 1 << 18:
+                list(_stats_pool().map(one, range(len(starts))))
+            else:
+                for j in range(len(starts)):
+                    one(j)
+            if part is not out:
+                out[where] = part
         finally:
             self._unlock()
         return out
