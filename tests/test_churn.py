@@ -11,8 +11,8 @@ import time
 import tracemalloc
 
 import pytest
+from hb_model import NS, Model
 
-from hb_model import MS, NS, Model
 from moai_flow_fast import HealthState
 
 CYCLES = {"compiled": 1_000_000, "pure": 100_000}
@@ -187,7 +187,8 @@ def test_stale_deadlines_against_model(engine, make_monitor, vclock):
     model = Model(tick_ms=10)
     rng = random.Random(7)
     pool = [f"p{i}" for i in range(50)]
-    now = lambda: vclock.monotonic_ns()   # noqa: E731
+    def now():
+        return vclock.monotonic_ns()
     for i in range(10_000):
         a = rng.choice(pool)
         r = rng.random()

@@ -12,7 +12,6 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-
 from hb_model import C, D, F, H, Recorder
 
 T0, W0 = 1000.0, 1_700_000_000.0      # the vclock fixture: monotonic and wall at start

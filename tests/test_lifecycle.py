@@ -11,8 +11,8 @@ import time
 import weakref
 
 import pytest
-
 from hb_model import D, F, H, Recorder
+
 from moai_flow_fast import HeartbeatMonitor, VirtualClock
 
 NAMES = ("HeartbeatMonitor-Daemon", "HeartbeatMonitor-Dispatch")
@@ -92,8 +92,8 @@ def test_restart_after_shutdown(engine):
             m._start_background_monitoring()   # already running: no extra threads
             assert len(_monitor_threads()) == base + 2
             # the restarted wheel finds what came due while it was stopped, then more
-            assert rec.wait_for(lambda ev: ("alert", a, F) in {(e[0], e[1], e[2])
-                                                                for e in ev}, 3.0)
+            assert rec.wait_for(lambda ev, a=a: ("alert", a, F) in {(e[0], e[1], e[2])
+                                                                     for e in ev}, 3.0)
             assert [e[2] for e in rec.events if e[1] == a] == [D, F]
         assert m.monitoring_thread is not first
     finally:
@@ -138,10 +138,10 @@ def _run_child(body):
         try:
             body()
             code = 0
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             try:
                 os.write(2, f"child failed: {type(e).__name__}: {e}\n".encode())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         finally:
             os._exit(code)

@@ -11,12 +11,18 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from hb_model import MS, NS, SEVERITY, Model, Recorder
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
-                                 rule, run_state_machine_as_test)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from hb_model import MS, NS, SEVERITY, Model, Recorder
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
 
 START, WALL = 1000.0, 1_700_000_000.0
