@@ -22,6 +22,7 @@ logger = logging.getLogger("moai_flow_fast.monitor")
 Callback = Callable[[Any, HealthState, dict[str, Any]], Any]
 Listener = Callable[[list[Any], Any], Any]
 _ALERTABLE = (HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILED)
+_SLICE = 1024
 
 
 def _iso(wall: float) -> str | None:
@@ -110,8 +111,12 @@ class AlertDispatcher:
             logger.warning("%d transitions in one advance coalesced (%d crossings to FAILED)",
                            len(ids), int((crossings == 3).sum()))
             return
-        for agent_id, row in zip(ids, block.tolist()):
-            self._deliver(agent_id, row)
+        # Rows become Python tuples a slice at a time: a storm of 10**5 transitions never
+        # holds them all as objects at once.
+        for start in range(0, len(ids), _SLICE):
+            rows = block[start:start + _SLICE].tolist()
+            for agent_id, row in zip(ids[start:start + _SLICE], rows):
+                self._deliver(agent_id, row)
 
     def _deliver(self, agent_id: Any, row: tuple[Any, ...]) -> None:
         deadline, _, now, last_mono, _, last_wall, _, prev, new, kind, _ = row

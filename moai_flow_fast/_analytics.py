@@ -115,8 +115,10 @@ class AnalyticsMixin:
         _, handles, _, elapsed, count, mean, std, mono, _ = self._engine.snapshot()
         elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
         if now is not None:
-            if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
-                raise TypeError("now must be a finite monotonic time in seconds")
+            if isinstance(now, bool) or not isinstance(now, (int, float)):
+                raise TypeError(f"now must be monotonic seconds, got {type(now).__name__}")
+            if not math.isfinite(now):
+                raise ValueError(f"now must be finite, got {now!r}")
             elapsed_ms = elapsed_ms + (now - mono / 1e9) * 1e3
         phis = self._phi_of(elapsed_ms, mean, std, count, min_std_deviation_ms,
                             acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)

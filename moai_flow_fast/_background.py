@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Any
 
 from ._alerts import AlertDispatcher
@@ -19,18 +20,25 @@ _JOIN_S = 5.0
 
 
 class Background:
-    """Owns the threads. Holds no reference to the monitor, so a dropped monitor is collected."""
+    """Owns the threads. They hold the engine and only a weak reference to the dispatcher
+    (which holds the user's callbacks, which may hold the monitor), so a monitor dropped
+    without `shutdown()` is collected and its finalizer stops the threads."""
 
     def __init__(self, engine: Any, dispatcher: AlertDispatcher,
                  shutdown_event: threading.Event) -> None:
         self.engine = engine
-        self.dispatcher = dispatcher
+        self._dispatcher = weakref.ref(dispatcher)
         self.shutdown_event = shutdown_event
         self.wheel_wake = threading.Event()
         self.dispatch_wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.dispatch_thread: threading.Thread | None = None
         self.wheel_errors = 0
+
+    def drain(self) -> None:
+        dispatcher = self._dispatcher()
+        if dispatcher is not None:
+            dispatcher.drain()
 
     def start(self) -> threading.Thread:
         self.shutdown_event.clear()
@@ -46,15 +54,21 @@ class Background:
         return self.thread
 
     def stop(self) -> None:
+        """Stop the wheel first, then the dispatcher, then deliver what is left: no
+        transition found before shutdown goes undelivered."""
         self.shutdown_event.set()
         self.engine.wake = None
-        self.engine.notify = self.dispatcher.drain   # no thread: dispatch in the caller
-        self.wheel_wake.set()
-        self.dispatch_wake.set()
+        self.engine.notify = self.drain   # no thread: dispatch in the caller
         me = threading.current_thread()
-        for thread in (self.thread, self.dispatch_thread):
-            if thread is not None and thread is not me and thread.is_alive():
-                thread.join(_JOIN_S)
+        self.wheel_wake.set()
+        if self.thread is not None and self.thread is not me and self.thread.is_alive():
+            self.thread.join(_JOIN_S)
+        self.dispatch_wake.set()
+        dispatcher = self.dispatch_thread
+        if dispatcher is not None and dispatcher is not me:
+            if dispatcher.is_alive():
+                dispatcher.join(_JOIN_S)
+            self.drain()
 
     def _wheel_loop(self) -> None:
         engine, wake, stop = self.engine, self.wheel_wake, self.shutdown_event
@@ -78,9 +92,13 @@ class Background:
         while True:
             wake.wait()
             wake.clear()
+            dispatcher = self._dispatcher()
+            if dispatcher is None:
+                return
             try:
-                self.dispatcher.drain()
+                dispatcher.drain()
             except Exception:
                 logger.exception("Alert dispatch failed")
+            del dispatcher
             if stop.is_set():
                 return

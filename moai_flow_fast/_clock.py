@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Clock", "SystemClock", "VirtualClock"]
 
@@ -34,12 +35,19 @@ class SystemClock:
         return "SystemClock()"
 
 
-def _seconds_to_ns(name: str, seconds: float) -> int:
+def _finite(name: str, seconds: Any) -> float | int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(seconds).__name__}")
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         raise ValueError(f"{name} must be finite, got {seconds!r}")
-    return seconds * _NS if isinstance(seconds, int) else round(seconds * _NS)
+    if abs(seconds) > _MAX_NS / _NS:
+        raise ValueError(f"{name} must be within +/-{_MAX_NS // _NS} seconds, got {seconds!r}")
+    return seconds
+
+
+def _seconds_to_ns(name: str, seconds: Any) -> int:
+    s = _finite(name, seconds)
+    return s * _NS if isinstance(s, int) else round(s * _NS)
 
 
 class VirtualClock:
@@ -53,7 +61,7 @@ class VirtualClock:
         ns = _seconds_to_ns("start", start)
         if not 0 <= ns <= _MAX_NS:
             raise ValueError(f"start must be between 0 and {_MAX_NS // _NS} seconds, got {start!r}")
-        self._wall_offset = float(wall_start) - ns / _NS
+        self._wall_offset = float(_finite("wall_start", wall_start)) - ns / _NS
         self._ns = ns
         self._lock = threading.Lock()
 
@@ -62,6 +70,8 @@ class VirtualClock:
 
     def time(self) -> float:
         return self._wall_offset + self._ns / _NS
+
+    max_seconds = _MAX_NS / _NS
 
     @property
     def now(self) -> float:
@@ -91,9 +101,11 @@ class VirtualClock:
 
     def step_wall(self, seconds: float) -> None:
         """Step the wall clock only (an NTP or manual change); the monotonic clock is untouched."""
-        _seconds_to_ns("seconds", seconds)
+        step = float(_finite("seconds", seconds))
         with self._lock:
-            self._wall_offset += float(seconds)
+            if abs(self._wall_offset + step) > _MAX_NS / _NS:
+                raise ValueError("seconds steps the wall clock past its range")
+            self._wall_offset += step
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now!r}, wall={self.time()!r})"

@@ -24,6 +24,7 @@ _H, _D, _C, _F = 0, 1, 2, 3
 _CROSSING, _RECOVERY = 0, 1
 _MAX_AHEAD = 1 << 40
 _NEVER = (1 << 63) - 1
+_ROWS_PER_ARRAY = 4096
 
 Block = tuple[list[Any], "np.ndarray[Any, Any]"]
 History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
@@ -100,7 +101,9 @@ class Engine:
         self._heap: list[tuple[int, int, _Agent]] = []
         self._armed = 0
         self._events: list[Block] = []
-        self._pending: list[tuple[Any, tuple[Any, ...]]] = []
+        self._pending_ids: list[Any] = []
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_arrays: list[np.ndarray[Any, Any]] = []
         self._next_seq = 0
         self._next_token = 0
         self._sleep_tick = -(1 << 63)
@@ -161,23 +164,31 @@ class Engine:
 
     def _emit(self, a: _Agent, prev: int, new: int, kind: int, deadline: int, now: int,
               wall: float) -> None:
-        self._pending.append((a.key, (deadline, a.seq, now, a.last_mono, a.handle, wall, -1,
-                                      prev, new, kind, 0)))
+        self._pending_ids.append(a.key)
+        rows = self._pending
+        rows.append((deadline, a.seq, now, a.last_mono, a.handle, wall, -1, prev, new, kind, 0))
+        if len(rows) == _ROWS_PER_ARRAY:
+            # Rows go to numpy a few thousand at a time: a storm never holds them all as
+            # Python tuples.
+            self._pending_arrays.append(np.array(rows, dtype=EVENT_DTYPE))
+            rows.clear()
         if kind == _CROSSING:
             self.transitions += 1
         else:
             self.recoveries += 1
 
     def _publish(self, sort: bool) -> int:
-        pending = self._pending
-        if not pending:
+        ids = self._pending_ids
+        if not ids:
             return 0
+        block = np.concatenate([*self._pending_arrays, np.array(self._pending, dtype=EVENT_DTYPE)])
         if sort:
-            pending.sort(key=lambda p: (p[1][0], p[1][1]))   # (deadline, registration seq)
-        self._events.append(([p[0] for p in pending],
-                             np.array([p[1] for p in pending], dtype=EVENT_DTYPE)))
-        self._pending = []
-        return len(pending)
+            order = np.lexsort((block["seq"], block["deadline"]))   # by deadline, then seq
+            block = block[order]
+            ids = [ids[i] for i in order.tolist()]
+        self._events.append((ids, block))
+        self._pending_ids, self._pending, self._pending_arrays = [], [], []
+        return len(ids)
 
     def _after(self) -> None:
         if self._wake_pending:
@@ -366,7 +377,8 @@ class Engine:
             return heap[0][0] * self._tick if heap else None
 
     def take_events(self) -> list[Block]:
-        events, self._events = self._events, []
+        with self._lock:
+            events, self._events = self._events, []
         return events
 
     def now(self) -> tuple[int, float]:

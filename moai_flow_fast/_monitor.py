@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -72,7 +73,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     ) -> None:
         interval = check_ms("interval_ms", interval_ms, 100)
         threshold = check_whole("failure_threshold", failure_threshold, 1)
-        history = check_whole("history_size", history_size, 1)
+        history = check_whole("history_size", history_size, 1, 1_000_000)
         check_ms("check_interval_ms", check_interval_ms, 100)
         _check_interval(interval, threshold)
         tick = check_whole("tick_ms", tick_ms, 1, 60_000)
@@ -88,8 +89,9 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         system = clock is None or type(clock) is SystemClock
         run_background = system if background is None else background
         guard = (2000 if system and run_background else 0) if stall_guard_ms is None \
-            else check_ms("stall_guard_ms", stall_guard_ms, 0)
-        grace = guard if stall_grace_ms is None else check_ms("stall_grace_ms", stall_grace_ms, 0)
+            else check_ms("stall_guard_ms", stall_guard_ms, 0, 1e12)
+        grace = guard if stall_grace_ms is None \
+            else check_ms("stall_grace_ms", stall_grace_ms, 0, 1e12)
         if max_stopped_histories is not None:
             max_stopped_histories = check_whole("max_stopped_histories", max_stopped_histories, 0,
                                                 1 << 62)
@@ -110,13 +112,13 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         self._engine.set_stopped_limit(-1 if max_stopped_histories is None
                                        else max_stopped_histories)
         self._dispatcher = AlertDispatcher(self._engine)
-        self._engine.notify = self._dispatcher.drain
         self.monitoring_agents = AgentsView(self._engine)
         self.heartbeat_history = HistoryView(self._engine)
         self.alert_enabled = self._dispatcher.alert_enabled
         self.alert_callbacks = self._dispatcher.alert_callbacks
         self.shutdown_event = threading.Event()
         self._background = Background(self._engine, self._dispatcher, self.shutdown_event)
+        self._engine.notify = self._background.drain   # no thread yet: dispatch in the caller
         self._finalizer = weakref.finalize(self, _stop_background, self._background)
         self.monitoring_thread: threading.Thread | None = None
 
@@ -218,6 +220,11 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         for name, cb in callbacks.items():
             if cb is not None and not callable(cb):
                 raise TypeError(f"{name} must be callable, got {type(cb).__name__}")
+        if callback_loop is not None and not isinstance(callback_loop, asyncio.AbstractEventLoop):
+            raise TypeError("callback_loop must be an asyncio event loop, "
+                            f"got {type(callback_loop).__name__}")
+        if coalesce_above is not None:
+            coalesce_above = check_whole("coalesce_above", coalesce_above, 0, 1 << 62)
         states = (HealthState.DEGRADED, HealthState.CRITICAL, HealthState.FAILED)
         for state, flag, cb in zip(states, (on_degraded, on_critical, on_failed),
                                    (degraded_callback, critical_callback, failed_callback)):
@@ -231,13 +238,9 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         if on_recovery is not None:
             self._dispatcher.recovery_enabled = on_recovery
         if callback_loop is not None:
-            if not isinstance(callback_loop, asyncio.AbstractEventLoop):
-                raise TypeError("callback_loop must be an asyncio event loop, "
-                                f"got {type(callback_loop).__name__}")
             self._dispatcher.callback_loop = callback_loop
         if coalesce_above is not None:
-            self._dispatcher.coalesce_above = check_whole("coalesce_above", coalesce_above, 0,
-                                                          1 << 62)
+            self._dispatcher.coalesce_above = coalesce_above
         if batch_callback is not None:
             self._dispatcher.batch_callback = batch_callback
 
@@ -286,6 +289,11 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         if to is not None:
             if not isinstance(self.clock, VirtualClock):
                 raise TypeError("advance(to=...) needs a VirtualClock; pass clock=VirtualClock()")
+            if isinstance(to, bool) or not isinstance(to, (int, float)):
+                raise TypeError(f"to must be monotonic seconds, got {type(to).__name__}")
+            if not math.isfinite(to) or not self.clock.now <= to <= self.clock.max_seconds:
+                raise ValueError(f"to must be between the clock's now ({self.clock.now}) and "
+                                 f"{self.clock.max_seconds}, got {to!r}")
             self.clock.set(to)
         found = int(self._engine.advance())
         if self.monitoring_thread is not None and self.monitoring_thread.is_alive():
@@ -319,7 +327,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         self._background = Background(self._engine, self._dispatcher, self.shutdown_event)
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _stop_background, self._background)
-        self._engine.notify = self._dispatcher.drain
+        self._engine.notify = self._background.drain
         self.monitoring_thread = None
         if was_running:
             self._start_background_monitoring()

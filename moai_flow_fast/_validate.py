@@ -23,11 +23,14 @@ def _real(name: str, value: Any) -> float | int:
     return f
 
 
-def check_ms(name: str, value: Any, minimum: int) -> float | int:
-    """A duration in ms, >= minimum; the message is Part A's for the range check."""
+def check_ms(name: str, value: Any, minimum: int, maximum: float = 1e15) -> float | int:
+    """A duration in ms, >= minimum (Part A's message) and <= maximum (about 31,700 years
+    by default, far inside int64 nanoseconds)."""
     v = _real(name, value)
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}")
+    if v > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, got {value!r}")
     return v
 
 

@@ -203,7 +203,8 @@ cdef class Engine(_Core):
                 return None
             first = a.head - a.count
             if not copy and first >= 0:
-                view = self._chunk_arrays[s >> CHUNK_BITS][s & (CHUNK - 1), first:a.head]
+                view = self._chunk_arrays[s >> self._chunk_bits][
+                    s & ((1 << self._chunk_bits) - 1), first:a.head]
                 view.flags.writeable = False
                 return view
             out = np.empty(a.count, dtype=np.float64)
@@ -285,8 +286,8 @@ cdef class Engine(_Core):
                 # Group by chunk: agents of one chunk must be contiguous for one call.
                 order = np.argsort(slots, kind="stable")
                 where, slots, heads, counts = where[order], slots[order], heads[order], counts[order]
-            rows = slots & (CHUNK - 1)
-            chunk_of = slots >> CHUNK_BITS
+            rows = slots & ((1 << self._chunk_bits) - 1)
+            chunk_of = slots >> self._chunk_bits
             cuts = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist(), m]
             part = out if (m == n and ordered) else np.empty((m, 9))
             chunks = self._chunk_arrays

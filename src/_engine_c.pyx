@@ -65,8 +65,8 @@ if EVENT_DTYPE.itemsize != sizeof(Event):
                       f"Event ({sizeof(Event)} bytes)")
 
 cdef enum:
-    CHUNK_BITS = 10        # history rings are allocated 1024 agents at a time
-    CHUNK = 1024
+    CHUNK = 1024           # agent tables grow from this many slots
+    RING_CHUNK_BYTES = 1048576   # history rings are allocated about 1 MiB at a time
     PREFETCH = 16          # records prefetched ahead while a bucket is processed
     HUGE_PAGE = 2097152    # 2 MiB
     TRACE_DOMAIN = 0x6d6f6169   # tracemalloc domain of the engine's tables ("moai")
@@ -140,7 +140,8 @@ cdef class _Core:
     cdef int32_t _high           # slots ever used
     cdef int32_t _cap
     cdef int32_t _hsize
-    cdef double** _rings         # one pointer per chunk of CHUNK agents
+    cdef double** _rings         # one pointer per ring chunk of 2**_chunk_bits agents
+    cdef int _chunk_bits
     cdef int32_t _nchunks
     cdef list _chunk_arrays      # keeps the numpy chunks alive
     cdef Wheel _wheel
@@ -192,6 +193,10 @@ cdef class _Core:
 
     def __init__(self, *, int history_size, int tick_ms, clock, tuple states):
         self._hsize = history_size
+        # Rows per ring chunk: a power of two, at most 1024, about 1 MiB of history.
+        self._chunk_bits = 10
+        while self._chunk_bits and (<int64_t>8 * history_size << self._chunk_bits) > RING_CHUNK_BYTES:
+            self._chunk_bits -= 1
         self._tick = <int64_t>tick_ms * 1000000
         self._sysclock = clock is None
         self._clock = clock
@@ -262,7 +267,9 @@ cdef class _Core:
 
     @cython.final
     cdef inline double* _ring(self, int32_t s) noexcept nogil:
-        return self._rings[s >> CHUNK_BITS] + <Py_ssize_t>(s & (CHUNK - 1)) * self._hsize
+        # s >> bits picks the chunk, s & (2**bits - 1) the row in it.
+        return (self._rings[s >> self._chunk_bits]
+                + <Py_ssize_t>(s & ((1 << self._chunk_bits) - 1)) * self._hsize)
 
     @cython.final
     cdef inline int32_t _slot_of(self, object agent_id) except -2:
@@ -453,7 +460,7 @@ cdef class _Core:
         if links == NULL:
             raise MemoryError()
         self._wheel.links = links
-        cdef int32_t nchunks = cap >> CHUNK_BITS
+        cdef int32_t nchunks = (cap >> self._chunk_bits) + 1
         cdef double** rings = <double**>PyMem_RawRealloc(self._rings, nchunks * sizeof(double*))
         if rings == NULL:
             raise MemoryError()
@@ -464,10 +471,10 @@ cdef class _Core:
         return 0
 
     cdef int _add_chunk(self) except -1:
-        # Rings come 1024 agents at a time, when the slots are first used: growth never
-        # copies history, and capacity that is not used holds no ring.
+        # Rings come a chunk of agents at a time, when the slots are first used: growth
+        # never copies history, and capacity that is not used holds no ring.
         cdef double[:, ::1] view
-        chunk = np.empty((CHUNK, self._hsize), dtype=np.float64)
+        chunk = np.empty((1 << self._chunk_bits, self._hsize), dtype=np.float64)
         view = chunk
         self._chunk_arrays.append(chunk)
         self._rings[self._nchunks] = &view[0, 0]
@@ -489,7 +496,7 @@ cdef class _Core:
         else:
             if self._high == self._cap:
                 self._grow()
-            if (self._high >> CHUNK_BITS) == self._nchunks:
+            if (self._high >> self._chunk_bits) == self._nchunks:
                 self._add_chunk()
             s = self._high
             self._high += 1
@@ -779,8 +786,12 @@ cdef class _Core:
 
     def take_events(self):
         """Hand over the queued transition events, oldest first."""
-        events = self._events
-        self._events = []
+        self._lock()
+        try:
+            events = self._events
+            self._events = []
+        finally:
+            self._unlock()
         return events
 
     def now(self):
