@@ -49,6 +49,8 @@ cdef extern from *:
 import os
 import threading
 
+from moai_flow_fast._stats_py import _check  # the twin's argument checks, shared
+
 import numpy as np
 
 __all__ = ["COLUMNS", "interval_stats"]
@@ -74,9 +76,6 @@ _MIN_PARALLEL = 1 << 18
 _MAX_THREADS = 8
 _CHUNK_RECORDS = 1 << 16
 
-_F64 = np.dtype(np.float64)
-_I32 = np.dtype(np.int32)
-_I64 = np.dtype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -624,46 +623,6 @@ def _cpus():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _check_array(a, name, dtype, ndim):
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got {a.ndim}-D")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous")
-
-
-def _check(ring, heads, counts, rows, lo, hi, out, start):
-    """Shared argument checks (the pure twin raises the same errors)."""
-    _check_array(ring, "ring", _F64, 2)
-    _check_array(heads, "heads", _I32, 1)
-    _check_array(counts, "counts", _I32, 1)
-    _check_array(rows, "rows", _I64, 1)
-    _check_array(out, "out", _F64, 2)
-    if not out.flags.writeable:
-        raise ValueError("out must be writeable")
-    for name, v in (("lo", lo), ("hi", hi)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
-        raise TypeError(f"start must be an int, got {type(start).__name__}")
-    cdef Py_ssize_t n = heads.shape[0], H = ring.shape[1]
-    if counts.shape[0] != n or rows.shape[0] != n:
-        raise ValueError(
-            f"heads, counts and rows must have the same length, got "
-            f"{n}, {counts.shape[0]} and {rows.shape[0]}")
-    if out.shape[1] != NCOL:
-        raise ValueError(f"out must have {NCOL} columns, got {out.shape[1]}")
-    if start < 0 or start + n > out.shape[0]:
-        raise ValueError(
-            f"start must satisfy 0 <= start and start + {n} <= {out.shape[0]} (out rows), "
-            f"got {start}")
-    if n > 0 and H == 0:
-        raise ValueError("ring must have at least one column")
 
 
 cdef int _bad_index(const int32_t[::1] heads, const int32_t[::1] counts,
