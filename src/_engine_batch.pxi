@@ -25,7 +25,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 @cython.final
-cdef class Engine(_Core):
+cdef class Engine(_Views):
     """Agent table + timer wheel + rings. Every method is safe from any thread."""
 
 
