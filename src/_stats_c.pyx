@@ -491,6 +491,14 @@ cdef inline bint _has_nan(const double* a, Py_ssize_t n) noexcept nogil:
     return False
 
 
+cdef inline void _nan_row(double* o, Py_ssize_t n, int last) noexcept nogil:
+    # Count n, NaN in columns 1 .. last-1.
+    cdef int j
+    o[0] = <double>n
+    for j in range(1, last):
+        o[j] = NAN
+
+
 cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssize_t cnt,
                         double lo, double hi, bint whole, double* buf, double* buf2,
                         double* o) noexcept nogil:
@@ -510,9 +518,7 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
     else:
         n = _kept_intervals(row, H, s, cnt, lo, hi, buf)
     if n == 0:
-        o[0] = 0.0
-        for j in range(1, NCOL):
-            o[j] = NAN
+        _nan_row(o, 0, NCOL)
         return
     total = _pairwise_sum(buf, n)
     if total != total and _has_nan(buf, n):
@@ -521,15 +527,11 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
         if whole:
             n = _kept_intervals(row, H, s, cnt, lo, hi, buf)
             if n == 0:
-                o[0] = 0.0
-                for j in range(1, NCOL):
-                    o[j] = NAN
+                _nan_row(o, 0, NCOL)
                 return
             total = _pairwise_sum(buf, n)
         if total != total and _has_nan(buf, n):
-            o[0] = <double>n
-            for j in range(1, 8):
-                o[j] = NAN
+            _nan_row(o, n, 8)
             o[8] = buf[n - 1]
             return
     o[0] = <double>n
