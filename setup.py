@@ -23,15 +23,16 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
-MODULES = ["_engine_c", "_stats_c"]
+# Extension module -> its package; the sources are src/<module>.pyx.
+MODULES = {"_engine_c": "core", "_stats_c": "analytics"}
 
 extensions = [
     Extension(
-        f"moai_flow_fast.{name}",
+        f"moai_flow_fast.{package}.{name}",
         [f"src/{name}.pyx"],
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     )
-    for name in MODULES
+    for name, package in MODULES.items()
 ]
 
 setup(

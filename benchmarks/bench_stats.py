@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from bench_utils import per_call_ns
 
-from moai_flow_fast import _stats_c as stats_c  # a missing build fails loudly
-from moai_flow_fast import _stats_py as stats_py
+from moai_flow_fast.analytics import _stats_c as stats_c  # a missing build fails loudly
+from moai_flow_fast.analytics import _stats_py as stats_py
 
 AGENTS = 1_000_000
 PURE_AGENTS = 100_000

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import moai_flow_fast._engine_c  # noqa: F401  (a missing build fails loudly)
+import moai_flow_fast.core._engine_c  # noqa: F401  (a missing build fails loudly)
 
 _RESULTS: list[tuple[str, str, float, str, float | None, bool, bool]] = []
 

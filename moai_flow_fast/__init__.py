@@ -3,10 +3,16 @@
 A drop-in replacement for MoAI-Flow's ``HeartbeatMonitor`` on a compiled timer wheel.
 """
 
-from ._clock import Clock, SystemClock, VirtualClock
-from ._engine import COMPILED
-from ._monitor import HeartbeatMonitor
-from ._state import HealthState, health_state
+from ._version import __version__
+from .core import (
+    COMPILED,
+    Clock,
+    HealthState,
+    HeartbeatMonitor,
+    SystemClock,
+    VirtualClock,
+    health_state,
+)
 
 __all__ = [
     "COMPILED",
@@ -18,5 +24,3 @@ __all__ = [
     "__version__",
     "health_state",
 ]
-
-__version__ = "0.1.0"

@@ -1,6 +1,5 @@
 """The replaced package's import path: ``from moai_flow_fast.monitoring import ...``."""
 
-from ._monitor import HeartbeatMonitor
-from ._state import HealthState
+from .core import HealthState, HeartbeatMonitor
 
 __all__ = ["HealthState", "HeartbeatMonitor"]

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from moai_flow_fast._events import EVENT_DTYPE
+from moai_flow_fast.core._events import EVENT_DTYPE
 
 from collections.abc import Mapping
 

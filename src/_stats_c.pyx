@@ -49,7 +49,7 @@ cdef extern from *:
 import os
 import threading
 
-from moai_flow_fast._stats_py import _check  # the twin's argument checks, shared
+from moai_flow_fast.analytics._stats_py import _check  # the twin's argument checks, shared
 
 import numpy as np
 

@@ -19,9 +19,9 @@ WALL_START = 1_700_000_000.0
 def engine(request):
     if request.param == "compiled":
         # Deliberately no importorskip: a missing build must fail loudly.
-        import moai_flow_fast._engine_c  # noqa: F401
+        import moai_flow_fast.core._engine_c  # noqa: F401
     else:
-        import moai_flow_fast._engine_py  # noqa: F401
+        import moai_flow_fast.core._engine_py  # noqa: F401
     return request.param
 
 

@@ -11,9 +11,9 @@ import warnings
 
 import pytest
 
-import moai_flow_fast._aio as aio
+import moai_flow_fast.integrations._aio as aio
 from moai_flow_fast import HealthState
-from moai_flow_fast._aio import EventStream, TransitionEvent
+from moai_flow_fast.integrations._aio import EventStream, TransitionEvent
 
 H, D, C, F = (HealthState.HEALTHY, HealthState.DEGRADED,
               HealthState.CRITICAL, HealthState.FAILED)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
-from moai_flow_fast._events import AlertBatch
+from moai_flow_fast.core._events import AlertBatch
 
 START = 1000.0
 WALL_START = 1_700_000_000.0

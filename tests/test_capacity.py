@@ -1,4 +1,4 @@
-"""The capacity planner (moai_flow_fast._capacity): a short run with valid JSON (and a PNG
+"""The capacity planner (moai_flow_fast.tools._capacity): a short run with valid JSON (and a PNG
 when matplotlib is installed), the sweep's options and the answer's arithmetic."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from moai_flow_fast._capacity import POINT_KEYS, CapacityConfig, Progress, answers
-from moai_flow_fast._cli import main
+from moai_flow_fast.tools._capacity import POINT_KEYS, CapacityConfig, Progress, answers
+from moai_flow_fast.tools._cli import main
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 TOP_KEYS = {"version", "moai_flow_fast", "engine", "machine", "parameters", "points", "latency",
@@ -19,7 +19,7 @@ ANSWER_KEYS = {"interval_s", "cpu_budget_percent", "max_agents", "basis_agents",
 
 
 def test_quick_capacity_run_writes_json_and_png(tmp_path, capsys):
-    import moai_flow_fast._engine_c  # noqa: F401  (the default sweep uses the compiled engine)
+    import moai_flow_fast.core._engine_c  # noqa: F401  (the default sweep uses the compiled engine)
 
     js, png = tmp_path / "cap.json", tmp_path / "cap.png"
     argv = ["capacity", "--quick", "--engine", "compiled", "--agents", "100,1000",
@@ -65,7 +65,7 @@ def test_quick_capacity_run_writes_json_and_png(tmp_path, capsys):
 
 
 def test_png_without_matplotlib_is_an_argument_error(monkeypatch, capsys, tmp_path):
-    from moai_flow_fast import _capacity
+    from moai_flow_fast.tools import _capacity
 
     monkeypatch.setattr(_capacity, "have_matplotlib", lambda: False)
     with pytest.raises(SystemExit) as exc:

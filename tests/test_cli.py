@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from moai_flow_fast._cli import main
+from moai_flow_fast.tools._cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,7 +119,7 @@ def test_tiny_bench(capsys, engine, tmp_path):
 
 
 def test_bench_side_by_side_shows_the_ratio(capsys):
-    import moai_flow_fast._engine_c  # noqa: F401  (the compiled engine must be built)
+    import moai_flow_fast.core._engine_c  # noqa: F401  (the compiled engine must be built)
 
     assert main(["bench", "--agents", "200", "--repeat", "1"]) == 0
     out = capsys.readouterr().out

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import moai_flow_fast._engine_c  # noqa: F401  -- the compiled engine must be built
-import moai_flow_fast._engine_py  # noqa: F401
+import moai_flow_fast.core._engine_c  # noqa: F401  -- the compiled engine must be built
+import moai_flow_fast.core._engine_py  # noqa: F401
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
 from hb_model import MS, NS, Model, Recorder
 

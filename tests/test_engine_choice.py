@@ -34,7 +34,7 @@ def run_with(value):
 
 @pytest.mark.parametrize("value", [None, "", "0", "false", "FALSE", "no", "No", "off", "OFF"])
 def test_extensions_enabled(value):
-    import moai_flow_fast._engine_c  # noqa: F401  -- must be built
+    import moai_flow_fast.core._engine_c  # noqa: F401  -- must be built
     r = run_with(value)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "compiled", "compiled"]
@@ -56,7 +56,7 @@ def test_bad_value_fails_at_import(value):
 
 
 def test_in_process_default_is_compiled():
-    import moai_flow_fast._engine_c  # noqa: F401
+    import moai_flow_fast.core._engine_c  # noqa: F401
     if os.environ.get(VAR, "").strip().lower() in ("1", "true", "yes", "on"):
         pytest.skip("test process runs with the extensions disabled on purpose")
     assert moai_flow_fast.COMPILED is True
@@ -77,8 +77,8 @@ def test_engine_by_name(name):
 
 
 def test_engine_by_class():
-    import moai_flow_fast._engine_c as ec
-    import moai_flow_fast._engine_py as ep
+    import moai_flow_fast.core._engine_c as ec
+    import moai_flow_fast.core._engine_py as ep
     for cls, name in ((ec.Engine, "compiled"), (ep.Engine, "pure")):
         m = HeartbeatMonitor(engine=cls, clock=_clock())
         try:
@@ -100,6 +100,6 @@ def test_engine_auto_follows_compiled_flag():
 
 
 def test_engine_modules_have_engine_class():
-    import moai_flow_fast._engine_c as ec
-    import moai_flow_fast._engine_py as ep
+    import moai_flow_fast.core._engine_c as ec
+    import moai_flow_fast.core._engine_py as ep
     assert isinstance(ec.Engine, type) and isinstance(ep.Engine, type)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from moai_flow_fast._phi import phi
+from moai_flow_fast.analytics._phi import phi
 
 RTOL, ATOL = 1e-9, 1e-12
 NAN, INF = float("nan"), float("inf")

@@ -358,6 +358,7 @@ def test_phi_is_finite_or_exposed_as_nan(make_monitor, vclock):
 def test_import_without_prometheus_client_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     monkeypatch.delitem(sys.modules, "moai_flow_fast.prometheus")
+    monkeypatch.delitem(sys.modules, "moai_flow_fast.integrations.prometheus")
     with pytest.raises(ImportError, match=r"pip install 'moai-flow-fast\[prometheus\]'"):
         importlib.import_module("moai_flow_fast.prometheus")
 

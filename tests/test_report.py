@@ -1,9 +1,9 @@
-"""The report's arithmetic, on hand-computed cases (moai_flow_fast._report)."""
+"""The report's arithmetic, on hand-computed cases (moai_flow_fast.tools._report)."""
 from __future__ import annotations
 
 import pytest
 
-from moai_flow_fast._report import Alert, Crossing, compare, percentile
+from moai_flow_fast.tools._report import Alert, Crossing, compare, percentile
 
 MS = 1_000_000
 

@@ -1,11 +1,11 @@
-"""The simulator's truth bookkeeping (moai_flow_fast._sim), and whole swarms in virtual time."""
+"""The simulator's truth bookkeeping (moai_flow_fast.tools._sim), and whole swarms in virtual time."""
 from __future__ import annotations
 
 import pytest
 
 from moai_flow_fast import VirtualClock
-from moai_flow_fast._report import Alert, Crossing
-from moai_flow_fast._sim import (
+from moai_flow_fast.tools._report import Alert, Crossing
+from moai_flow_fast.tools._sim import (
     CRASH,
     FLAP,
     GAP_FLAP,

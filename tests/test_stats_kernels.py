@@ -26,7 +26,7 @@ BITWISE = platform.machine() in {"x86_64", "AMD64"}
 
 def load(name):
     # The compiled module is imported directly (no importorskip): a missing build fails.
-    module = "moai_flow_fast._stats_c" if name == "compiled" else "moai_flow_fast._stats_py"
+    module = "moai_flow_fast.analytics._stats_c" if name == "compiled" else "moai_flow_fast.analytics._stats_py"
     return importlib.import_module(module)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._events import AlertBatch, batch_from_block
-from ._state import STATES, HealthState
+from ._rules import STATES, HealthState
 
 __all__ = ["AlertDispatcher", "Callback", "Listener"]
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ._clock import VirtualClock
-from ._monitor import HeartbeatMonitor
-from ._state import HealthState
+from ..core._clock import VirtualClock
+from ..core._monitor import HeartbeatMonitor
+from ..core._rules import HealthState
 
 __all__ = ["OPERATIONS", "compiled_available", "format_result", "run"]
 
@@ -41,7 +41,7 @@ OPERATIONS = [
 
 def compiled_available() -> bool:
     try:
-        importlib.import_module("moai_flow_fast._engine_c")
+        importlib.import_module("moai_flow_fast.core._engine_c")
     except ImportError:
         return False
     return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, overload
 
-from ._state import STATES, HealthState
+from ._rules import STATES, HealthState
 from ._validate import check_interval_ms, check_whole
 
 __all__ = ["AgentRecord", "AgentsView", "HistorySequence", "HistoryView", "records"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._state import STATES
+from ..core._rules import STATES
 
 __all__ = ["STATS_DTYPE", "AnalyticsMixin", "Snapshot"]
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._state import STATES, HealthState
+from ..core._rules import STATES, HealthState
 
 __all__ = ["EventStream", "TransitionEvent"]
 

@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from ._alerts import AlertDispatcher, Callback
-from ._analytics import AnalyticsMixin
+from ..analytics._fleet import AnalyticsMixin
 from ._background import Background
 from ._batch import BatchMixin
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
 from ._events import AlertBatch
 from ._fork import track
-from ._state import STATES, HealthState
+from ._rules import STATES, HealthState
 from ._validate import check_agent_id, check_ms, check_whole
 from ._validate import check_interval_ms as _check_interval
 from ._views import AgentsView, HistoryView, records
@@ -316,7 +316,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         events; when the consumer falls behind, the oldest are dropped and counted
         (`stream.dropped`). Close it with `stream.close()` / `await stream.aclose()`, or
         use `async with monitor.events() as stream:`."""
-        from ._aio import EventStream
+        from ..integrations._aio import EventStream
 
         return EventStream(self._dispatcher, check_whole("maxsize", maxsize, 1, 1 << 40))
 

@@ -79,7 +79,7 @@ _ENGINES = ("auto", "compiled", "pure")
 def _check_engine(parser: argparse.ArgumentParser, engine: str) -> None:
     if engine == "compiled":
         try:
-            importlib.import_module("moai_flow_fast._engine_c")
+            importlib.import_module("moai_flow_fast.core._engine_c")
         except ImportError as exc:
             parser.error(f"argument --engine: the compiled engine is not built ({exc}); "
                          "build it with 'python setup.py build_ext --inplace' or use "
@@ -196,7 +196,7 @@ def _engine_name(text: str) -> str:
 
 
 def _version() -> str:
-    from . import COMPILED, __version__
+    from .. import COMPILED, __version__
 
     return f"{PROG} {__version__} ({'compiled' if COMPILED else 'pure'} engine)"
 

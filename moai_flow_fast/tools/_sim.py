@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._clock import VirtualClock
-from ._monitor import HeartbeatMonitor
+from ..core._clock import VirtualClock
+from ..core._monitor import HeartbeatMonitor
 from ._report import Alert, Crossing, Report, compare, percentile
 
 __all__ = [

@@ -52,8 +52,8 @@ import tracemalloc
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from ._clock import VirtualClock
-from ._monitor import HeartbeatMonitor
+from ..core._clock import VirtualClock
+from ..core._monitor import HeartbeatMonitor
 from ._report import percentile
 
 __all__ = ["CapacityConfig", "Progress", "format_result", "have_matplotlib", "plot", "run"]
@@ -506,7 +506,7 @@ def _cpu_model() -> str:
 
 def run(config: CapacityConfig, progress: Progress | None = None) -> dict[str, Any]:
     """The whole sweep; returns the JSON-able result."""
-    from . import __version__
+    from .. import __version__
 
     progress = progress or Progress(None, enabled=False)
     per_interval = 6.0
