@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ._alerts import AlertDispatcher, Callback
 from ..analytics._fleet import AnalyticsMixin
+from ._alerts import AlertDispatcher, Callback
 from ._background import Background
 from ._batch import BatchMixin
 from ._clock import Clock, SystemClock, VirtualClock
