@@ -19,7 +19,8 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from _common cimport (
     Agent, Event, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
-    F_META, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult, crossing_next, state_of,
+    F_META, ST_CRITICAL, ST_DEGRADED, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult,
+    crossing_next, state_of,
 )
 from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
 
@@ -27,6 +28,7 @@ import os
 
 import numpy as np
 
+from moai_flow_fast.core import _rules
 from moai_flow_fast.core._events import EVENT_DTYPE
 
 from collections.abc import Mapping
@@ -63,6 +65,39 @@ __all__ = ["Engine"]
 if EVENT_DTYPE.itemsize != sizeof(Event):
     raise ImportError(f"EVENT_DTYPE ({EVENT_DTYPE.itemsize} bytes) does not match the C "
                       f"Event ({sizeof(Event)} bytes)")
+
+
+def _schedule(int32_t threshold):
+    """The C crossing schedule from HEALTHY: (intervals, state code) per crossing."""
+    out = []
+    cdef int reported = ST_HEALTHY
+    cdef int8_t new
+    while reported != ST_FAILED:
+        new = crossing_next(reported, threshold)
+        out.append((crossing_mult(reported, threshold), new))
+        reported = new
+    return out
+
+
+def _state(int64_t elapsed, int64_t interval, int32_t threshold):
+    """The C state function for an agent `elapsed` ns after its last heartbeat."""
+    cdef Agent a
+    memset(&a, 0, sizeof(Agent))
+    a.flags = F_CLOCK
+    a.interval_ns = interval
+    a.threshold = threshold
+    a.last_mono = 0
+    return state_of(&a, elapsed)
+
+
+# The rules live in moai_flow_fast/core/_rules.py; these C copies must say the same.
+if ((ST_HEALTHY, ST_DEGRADED, ST_CRITICAL, ST_FAILED, EV_CROSSING, EV_RECOVERY)
+        != (_rules.HEALTHY, _rules.DEGRADED, _rules.CRITICAL, _rules.FAILED,
+            _rules.CROSSING, _rules.RECOVERY)
+        or any(_schedule(t) != _rules.crossing_schedule(t) for t in range(1, 9))
+        or any(_state(e, 10, t) != _rules.state_code(e, 10, t)
+               for t in range(1, 6) for e in range(0, 61))):
+    raise ImportError("src/_common.pxd disagrees with moai_flow_fast/core/_rules.py")
 
 cdef enum:
     CHUNK = 1024           # agent tables grow from this many slots

@@ -49,13 +49,12 @@ cdef extern from *:
 import os
 import threading
 
-from moai_flow_fast.analytics._stats_py import _check  # the twin's argument checks, shared
+from moai_flow_fast.analytics._stats_py import COLUMNS, _check  # the twin's, shared
 
 import numpy as np
 
 __all__ = ["COLUMNS", "interval_stats"]
 
-COLUMNS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99", "last")
 
 cdef enum:
     NCOL = 9

@@ -1,26 +1,27 @@
-"""Analytics side of HeartbeatMonitor: interval statistics, phi-accrual suspicion, one-instant
-snapshots of the whole swarm, and export to pandas."""
+"""The monitor's analytics part: interval statistics, phi-accrual suspicion, one-instant
+snapshots of the whole swarm, and export to pandas (composed into HeartbeatMonitor)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from ..core._batch import Batch, Defaults
+from ..core._contract import Engine, Kernel
 from ..core._rules import STATES
+from ._stats_py import COLUMNS
 
-__all__ = ["STATS_DTYPE", "AnalyticsMixin", "Snapshot"]
+__all__ = ["STATS_DTYPE", "Fleet", "Snapshot", "kernel_for"]
 
 STATS_DTYPE = np.dtype([
     ("handle", np.int64), ("count", np.int64), ("mean", np.float64), ("std", np.float64),
     ("min", np.float64), ("max", np.float64), ("p50", np.float64), ("p95", np.float64),
     ("p99", np.float64), ("last", np.float64),
 ])
-_COLUMNS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99", "last")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class Snapshot:
         return len(self.ids)
 
 
-def _kernel(engine_name: str) -> Any:
+def kernel_for(engine_name: str) -> Kernel:
+    """The interval-statistics kernel that goes with an engine."""
     if engine_name == "compiled":
         from ._stats_c import interval_stats as kernel
     else:
@@ -61,39 +63,35 @@ def _time_range(time_range: Any) -> tuple[float, float]:
     return lo, hi
 
 
-class AnalyticsMixin:
+class Fleet:
     """Questions asked of all agents at once, answered in compiled passes."""
 
-    _engine: Any
-    engine_name: str
-    default_interval_ms: Any
+    __slots__ = ("_batch", "_defaults", "_engine", "_kernel")
 
-    _all_or: Callable[[Any], np.ndarray[Any, np.dtype[np.int64]]]   # from BatchMixin
+    def __init__(self, engine: Engine, kernel: Kernel, batch: Batch, defaults: Defaults
+                 ) -> None:
+        self._engine = engine
+        self._kernel = kernel
+        self._batch = batch
+        self._defaults = defaults
 
     def interval_stats(self, agent_ids: Any = None, *, time_range: Any = None
                        ) -> np.ndarray[Any, Any]:
-        """Heartbeat interval statistics (seconds) per agent, in one compiled pass: a
-        structured array with fields handle, count, mean, std (population), min, max, p50,
-        p95, p99 (numpy's linear percentiles) and last, one row per agent (all monitored
-        agents in registration order by default). `time_range` = (start, end) as datetimes
-        or Unix seconds keeps the heartbeats with start <= timestamp <= end. Agents with no
-        interval (or not monitored) have count 0 and NaN elsewhere."""
+        """See HeartbeatMonitor.interval_stats."""
         lo, hi = _time_range(time_range)
-        handles = self._all_or(agent_ids)
-        raw = self._engine.interval_stats(handles, lo, hi, _kernel(self.engine_name))
+        handles = self._batch.all_or(agent_ids)
+        raw = self._engine.interval_stats(handles, lo, hi, self._kernel)
         out = np.empty(len(handles), dtype=STATS_DTYPE)
         out["handle"] = handles
         out["count"] = raw[:, 0]
-        for j, name in enumerate(_COLUMNS[1:], start=1):
+        for j, name in enumerate(COLUMNS[1:], start=1):
             out[name] = raw[:, j]
         return out
 
     def snapshot(self, *, min_std_deviation_ms: float = 100.0,
                  acceptable_heartbeat_pause_ms: float = 0.0,
                  first_heartbeat_estimate_ms: float | None = None) -> Snapshot:
-        """Ids, state codes, ms since the last heartbeat and phi of every monitored agent,
-        all at one instant (taken under the engine's lock), plus the counts per state.
-        Phi parameters as in `phi`."""
+        """See HeartbeatMonitor.snapshot."""
         ids, handles, states, elapsed, count, mean, std, now, wall = self._engine.snapshot()
         elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
         phis = self._phi_of(elapsed_ms, mean, std, count, min_std_deviation_ms,
@@ -106,12 +104,7 @@ class AnalyticsMixin:
             min_std_deviation_ms: float = 100.0, acceptable_heartbeat_pause_ms: float = 0.0,
             first_heartbeat_estimate_ms: float | None = None
             ) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Phi-accrual suspicion per agent (Hayashibara et al. 2004, in Akka's form) from
-        its own interval history: 1 means about a 10% chance the silence is normal, 3 about
-        0.1%. `now` is a monotonic time in seconds (default: the clock's now); agents in
-        registration order by default, or as given (NaN for ids not monitored). With too few
-        intervals an agent is judged against `first_heartbeat_estimate_ms` (default: its
-        monitor's default interval)."""
+        """See HeartbeatMonitor.phi."""
         _, handles, _, elapsed, count, mean, std, mono, _ = self._engine.snapshot()
         elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
         if now is not None:
@@ -124,7 +117,7 @@ class AnalyticsMixin:
                             acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
         if agent_ids is None:
             return phis
-        wanted = self._all_or(agent_ids)
+        wanted = self._batch.all_or(agent_ids)
         position = {h: i for i, h in enumerate(handles.tolist())}
         return np.array([phis[position[h]] if h in position else np.nan
                          for h in wanted.tolist()], dtype=np.float64)
@@ -133,14 +126,13 @@ class AnalyticsMixin:
                 pause: float, first: float | None) -> np.ndarray[Any, np.dtype[np.float64]]:
         from ._phi import phi
 
-        estimate = float(self.default_interval_ms) if first is None else first
+        estimate = float(self._defaults.interval_ms) if first is None else first
         return phi(elapsed_ms, mean_s * 1e3, std_s * 1e3, count,
                     min_std_deviation_ms=min_std, acceptable_heartbeat_pause_ms=pause,
                     first_heartbeat_estimate_ms=estimate)
 
     def to_pandas(self) -> Any:
-        """The snapshot as a pandas DataFrame indexed by agent id (needs the `pandas` extra:
-        pip install 'moai-flow-fast[pandas]')."""
+        """See HeartbeatMonitor.to_pandas."""
         try:
             import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError:

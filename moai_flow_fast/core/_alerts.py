@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._events import AlertBatch, batch_from_block
-from ._rules import STATES, HealthState
+from ._rules import CROSSING, RECOVERY, STATES, HealthState
 
 __all__ = ["AlertDispatcher", "Callback", "Listener"]
 
@@ -90,7 +90,7 @@ class AlertDispatcher:
             self.listeners = tuple(x for x in self.listeners if x is not listener)
 
     def _deliver_block(self, ids: list[Any], block: Any) -> None:
-        crossings = block["new"][block["kind"] == 0]
+        crossings = block["new"][block["kind"] == CROSSING]
         for state, n in enumerate(np.bincount(crossings, minlength=4).tolist()):
             self.transitions_to[state] += n
         for listener in self.listeners:
@@ -120,7 +120,7 @@ class AlertDispatcher:
 
     def _deliver(self, agent_id: Any, row: tuple[Any, ...]) -> None:
         deadline, _, now, last_mono, _, last_wall, _, prev, new, kind, _ = row
-        if kind == 1:
+        if kind == RECOVERY:
             self._recovered(agent_id, prev, now, last_mono, last_wall, deadline)
             return
         state = STATES[new]

@@ -1,16 +1,20 @@
-"""Batch side of HeartbeatMonitor: handles, batch registration and heartbeats, history arrays."""
+"""The monitor's batch part: handles, batch registration and heartbeats, history arrays.
+
+`Batch` is composed into HeartbeatMonitor (which documents the public methods); it needs
+only the engine and the monitor's `Defaults`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from ._contract import Engine
 from ._validate import check_interval_ms, check_whole
 
-__all__ = ["BatchMixin"]
+__all__ = ["Batch", "Defaults"]
 
 _MAX_UNIX = 2.0 ** 33   # year 2242: far beyond any clock, far inside int64 nanoseconds
 
@@ -22,7 +26,7 @@ def _sequence(name: str, values: Any) -> Sequence[Any]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise TypeError(f"{name} must be a sequence of agent ids or an int64 array of handles, "
                         f"got {type(values).__name__}")
-    return values  # type: ignore[no-any-return]
+    return cast("Sequence[Any]", values)
 
 
 def _per_agent(name: str, value: Any, n: int) -> list[Any]:
@@ -35,15 +39,29 @@ def _per_agent(name: str, value: Any, n: int) -> list[Any]:
     return values
 
 
-class BatchMixin:
+class Defaults:
+    """The monitor's defaults for agents registered without their own settings; shared by
+    the facade (whose public attributes read and write it) and its parts."""
+
+    __slots__ = ("failure_threshold", "interval_ms", "start_clock")
+
+    def __init__(self, interval_ms: Any, failure_threshold: Any, start_clock: bool) -> None:
+        self.interval_ms = interval_ms
+        self.failure_threshold = failure_threshold
+        self.start_clock = start_clock
+
+
+class Batch:
     """Many agents per call: for gateways that receive thousands of heartbeats at once."""
 
-    _engine: Any
-    default_interval_ms: Any
-    default_failure_threshold: Any
-    start_clock_on_register: bool
+    __slots__ = ("_defaults", "_engine")
 
-    def _handles_of(self, ids_or_handles: Any, name: str = "ids_or_handles") -> Int64Array:
+    def __init__(self, engine: Engine, defaults: Defaults) -> None:
+        self._engine = engine
+        self._defaults = defaults
+
+    def handles_of(self, ids_or_handles: Any, name: str = "ids_or_handles") -> Int64Array:
+        """Handles of ids, or an integer handle array checked for shape."""
         if isinstance(ids_or_handles, np.ndarray):
             kind = ids_or_handles.dtype.kind
             if kind in "iu":
@@ -53,30 +71,26 @@ class BatchMixin:
             if kind in "fcbmM":
                 raise TypeError(f"{name} must be agent ids or an integer array of handles, "
                                 f"got a {ids_or_handles.dtype} array")
-        return self._engine.handles(_sequence(name, ids_or_handles), name)  # type: ignore[no-any-return]
+        return self._engine.handles(_sequence(name, ids_or_handles), name)
 
     def handles(self, agent_ids: Sequence[Any]) -> Int64Array:
-        """Stable int64 handles of `agent_ids` (-1 where an id is not monitored). A handle
-        names one monitoring of one agent: after a stop it never matches again, even when
-        the id is monitored anew."""
-        return self._engine.handles(_sequence("agent_ids", agent_ids), "agent_ids")  # type: ignore[no-any-return]
+        """See HeartbeatMonitor.handles."""
+        return self._engine.handles(_sequence("agent_ids", agent_ids), "agent_ids")
 
     def agent_ids(self, handles: Int64Array) -> list[Any]:
-        """The ids of `handles` (None where a handle is not live)."""
-        return self._engine.ids_of(self._handles_of(handles))  # type: ignore[no-any-return]
+        """See HeartbeatMonitor.agent_ids."""
+        return self._engine.ids_of(self.handles_of(handles))
 
     def start_monitoring_many(self, agent_ids: Sequence[Any], interval_ms: Any = None,
                               failure_threshold: Any = None, *,
                               start_clock: bool | None = None) -> BoolArray:
-        """Register many agents at one instant, with a common or per-agent interval and
-        threshold. Every argument is checked before any agent is registered. Returns a
-        mask: True where the agent was newly registered (False: already monitored)."""
+        """See HeartbeatMonitor.start_monitoring_many."""
         ids = _sequence("agent_ids", agent_ids)
         n = len(ids)
         intervals = _per_agent("interval_ms", interval_ms, n)
         thresholds = _per_agent("failure_threshold", failure_threshold, n)
         if start_clock is None:
-            start_clock = self.start_clock_on_register
+            start_clock = self._defaults.start_clock
         elif not isinstance(start_clock, bool):
             raise TypeError(f"start_clock must be a bool or None, got {type(start_clock).__name__}")
         ns = np.empty(n, dtype=np.int64)
@@ -87,8 +101,8 @@ class BatchMixin:
             hit = cache.get(key) if not isinstance(iv, float) or not math.isnan(iv) else None
             if hit is None:
                 t = check_whole("failure_threshold",
-                                self.default_failure_threshold if th is None else th, 1)
-                hit = (check_interval_ms(self.default_interval_ms if iv is None else iv, t)[1], t)
+                                self._defaults.failure_threshold if th is None else th, 1)
+                hit = (check_interval_ms(self._defaults.interval_ms if iv is None else iv, t)[1], t)
                 cache[key] = hit
             ns[i], ts[i] = hit
         for i, agent_id in enumerate(ids):
@@ -97,16 +111,11 @@ class BatchMixin:
             except TypeError:
                 raise TypeError(f"agent_ids[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
-        return self._engine.start_many(ids, ns, ts, start_clock)  # type: ignore[no-any-return]
+        return self._engine.start_many(ids, ns, ts, start_clock)
 
     def record_heartbeats(self, ids_or_handles: Any, timestamps: Any = None) -> BoolArray:
-        """Record heartbeats in input order, exactly as `record_heartbeat` in a loop would
-        (an id may repeat; recoveries and alerts included). `ids_or_handles` is a sequence
-        of ids, or an integer numpy array of handles (faster). `timestamps` (Unix seconds,
-        one per heartbeat) default to now; one in the future counts as now, one older than
-        the agent's last heartbeat is rejected. Returns a mask of the heartbeats recorded:
-        False for unknown or stopped agents and rejected timestamps."""
-        handles = self._handles_of(ids_or_handles)
+        """See HeartbeatMonitor.record_heartbeats."""
+        handles = self.handles_of(ids_or_handles)
         walls = None
         if timestamps is not None:
             try:
@@ -120,28 +129,23 @@ class BatchMixin:
                 raise ValueError("timestamps must be finite (no NaN or infinity)")
             if walls.size and (walls.min() < 0 or walls.max() > _MAX_UNIX):
                 raise ValueError(f"timestamps must be Unix seconds between 0 and {_MAX_UNIX:.0f}")
-        return self._engine.record_many(handles, walls)  # type: ignore[no-any-return]
+        return self._engine.record_many(handles, walls)
 
     def history_array(self, agent_id: Any, *, copy: bool = False
                       ) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """One agent's heartbeat timestamps, oldest first (empty when it has none). Without
-        `copy`, a ring that has not wrapped is returned as a read-only view of the monitor's
-        memory, valid until the agent's next heartbeat."""
+        """See HeartbeatMonitor.history_array."""
         out = self._engine.history_array(agent_id, copy)
         return np.empty(0) if out is None else out
 
     def histories(self, agent_ids: Sequence[Any] | None = None, *, layout: str = "padded"
                   ) -> Any:
-        """Timestamps of many agents (all monitored ones by default, in registration
-        order), oldest first: `layout="padded"` gives an (n, history_size) array padded
-        with NaN; `layout="flat"` gives (values, offsets), agent i's records being
-        values[offsets[i]:offsets[i + 1]]."""
+        """See HeartbeatMonitor.histories."""
         if layout not in ("padded", "flat"):
             raise ValueError(f"layout must be 'padded' or 'flat', got {layout!r}")
-        return self._engine.histories(self._all_or(agent_ids), layout == "padded")
+        return self._engine.histories(self.all_or(agent_ids), layout == "padded")
 
-    def _all_or(self, agent_ids: Any) -> Int64Array:
+    def all_or(self, agent_ids: Any) -> Int64Array:
         """Handles of `agent_ids`, or of every monitored agent in registration order."""
         if agent_ids is None:
-            return self._engine.all_handles()  # type: ignore[no-any-return]
-        return self._handles_of(agent_ids, "agent_ids")
+            return self._engine.all_handles()
+        return self.handles_of(agent_ids, "agent_ids")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ._contract import EngineFactory
+
 __all__ = ["COMPILED", "NO_EXTENSIONS", "default_engine", "engine_class"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -23,7 +25,7 @@ def _parse_flag(name: str) -> bool:
 
 NO_EXTENSIONS = _parse_flag("MOAI_FLOW_FAST_NO_EXTENSIONS")
 
-_Default: type[Any]
+_Default: EngineFactory
 if NO_EXTENSIONS:
     from ._engine_py import Engine as _PyEngine
 
@@ -39,14 +41,14 @@ else:
         _Default, COMPILED = _PyEngine, False
 
 
-def default_engine() -> type[Any]:
+def default_engine() -> EngineFactory:
     return _Default
 
 
-def engine_class(engine: Any) -> type[Any]:
+def engine_class(engine: Any) -> EngineFactory:
     """The engine class for "auto", "compiled", "pure" or an engine class itself."""
     if isinstance(engine, type):
-        return engine
+        return engine  # type: ignore[return-value]  # a user's class: trusted to fit
     if engine == "auto":
         return _Default
     if engine == "compiled":
@@ -61,5 +63,5 @@ def engine_class(engine: Any) -> type[Any]:
         f"engine must be 'auto', 'compiled', 'pure' or an engine class, got {engine!r}")
 
 
-def engine_name(cls: type[Any]) -> str:
+def engine_name(cls: EngineFactory) -> str:
     return "compiled" if cls.__module__.endswith("_engine_c") else "pure"

@@ -17,11 +17,22 @@ from typing import Any
 import numpy as np
 
 from ._events import EVENT_DTYPE
+from ._rules import (
+    CRITICAL,
+    CROSSING,
+    DEGRADED,
+    FAILED,
+    HEALTHY,
+    RECOVERY,
+    crossing_mult,
+    crossing_next,
+    state_code,
+)
 
 __all__ = ["Engine"]
 
-_H, _D, _C, _F = 0, 1, 2, 3
-_CROSSING, _RECOVERY = 0, 1
+_H, _D, _C, _F = HEALTHY, DEGRADED, CRITICAL, FAILED
+_CROSSING, _RECOVERY = CROSSING, RECOVERY
 _MAX_AHEAD = 1 << 40
 _NEVER = (1 << 63) - 1
 _ROWS_PER_ARRAY = 4096
@@ -32,16 +43,6 @@ History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
 
 def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
-
-
-def _mult(reported: int, threshold: int) -> int:
-    return 1 if reported == _H else (2 if reported == _D else threshold)
-
-
-def _next(reported: int, threshold: int) -> int:
-    if reported == _H:
-        return _D
-    return _C if reported == _D and threshold > 2 else _F
 
 
 class _Agent:
@@ -69,16 +70,10 @@ class _Agent:
     def state(self, now: int) -> int:
         if not self.clock:
             return _H
-        e = now - self.last_mono
-        i = self.interval_ns
-        if e < i:
-            return _H
-        if e < 2 * i:
-            return _D
-        return _C if e < self.threshold * i else _F
+        return state_code(now - self.last_mono, self.interval_ns, self.threshold)
 
     def crossing_deadline(self) -> int:
-        return self.last_mono + _mult(self.reported, self.threshold) * self.interval_ns
+        return self.last_mono + crossing_mult(self.reported, self.threshold) * self.interval_ns
 
 
 class Engine:
@@ -114,6 +109,7 @@ class Engine:
         self.transitions = 0
         self.recoveries = 0
         self.stalls = 0
+        self.wheel_ops = 0   # live deadlines taken off the heap (the wheel's expiries)
         self.last_stall_ns = 0
         self.lag_ns = 0
         self.max_lag_ns = 0
@@ -274,7 +270,7 @@ class Engine:
             d = a.crossing_deadline()
             if d > now or (now < self._hold_until and d >= self._hold_from):
                 break   # not due, or due during an observer stall: the agent reported in grace
-            new = _next(a.reported, a.threshold)
+            new = crossing_next(a.reported, a.threshold)
             self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
             a.reported = new
         if a.reported != _H:
@@ -353,6 +349,7 @@ class Engine:
                 when, token, a = heapq.heappop(heap)
                 if token != a.token:
                     continue   # stale: the agent was re-armed or stopped since
+                self.wheel_ops += 1
                 self._elapsed = max(self._elapsed, when)
                 a.when = None
                 self._armed -= 1
@@ -361,7 +358,7 @@ class Engine:
                     if _ceil_div(d, self._tick) > when:
                         self._arm(a, _ceil_div(d, self._tick))
                         break
-                    new = _next(a.reported, a.threshold)
+                    new = crossing_next(a.reported, a.threshold)
                     self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
                     a.reported = new
             self._elapsed = max(self._elapsed, target)

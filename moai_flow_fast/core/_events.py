@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CROSSING", "EVENT_DTYPE", "RECOVERY", "AlertBatch", "batch_from_block"]
+from ._rules import CROSSING, RECOVERY
 
-CROSSING = 0
-RECOVERY = 1
+__all__ = ["CROSSING", "EVENT_DTYPE", "RECOVERY", "AlertBatch", "batch_from_block"]
 
 # The C `Event` struct of src/_common.pxd, field for field (the compiled engine checks the size).
 EVENT_DTYPE = np.dtype([

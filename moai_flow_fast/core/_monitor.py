@@ -6,14 +6,16 @@ import asyncio
 import math
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..analytics._fleet import AnalyticsMixin
+import numpy as np
+
+from ..analytics._fleet import Fleet, Snapshot, kernel_for
 from ._alerts import AlertDispatcher, Callback
 from ._background import Background
-from ._batch import BatchMixin
+from ._batch import Batch, BoolArray, Defaults, Int64Array
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
 from ._events import AlertBatch
@@ -26,6 +28,7 @@ from ._views import AgentsView, HistoryView, records
 __all__ = ["HeartbeatMonitor"]
 
 _NS = 1_000_000_000
+MAX_HISTORY_SIZE = 1_000_000     # records per agent (the CLI uses this limit too)
 _ALL: Any = object()
 
 
@@ -33,7 +36,7 @@ def _stop_background(background: Background) -> None:
     background.stop()
 
 
-class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
+class HeartbeatMonitor:
     """Watches agents' heartbeats and reports, to the tick, when each goes quiet.
 
     The positional arguments and every documented method behave as MoAI-Flow's
@@ -73,7 +76,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
     ) -> None:
         interval = check_ms("interval_ms", interval_ms, 100)
         threshold = check_whole("failure_threshold", failure_threshold, 1)
-        history = check_whole("history_size", history_size, 1, 1_000_000)
+        history = check_whole("history_size", history_size, 1, MAX_HISTORY_SIZE)
         check_ms("check_interval_ms", check_interval_ms, 100)
         _check_interval(interval, threshold)
         tick = check_whole("tick_ms", tick_ms, 1, 60_000)
@@ -96,12 +99,10 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
             max_stopped_histories = check_whole("max_stopped_histories", max_stopped_histories, 0,
                                                 1 << 62)
 
-        self.default_interval_ms = interval_ms
-        self.default_failure_threshold = failure_threshold
+        self._defaults = Defaults(interval_ms, failure_threshold, start_clock_on_register)
         self.history_size = history_size
         self.check_interval_ms = check_interval_ms
         self.tick_ms = tick
-        self.start_clock_on_register = start_clock_on_register
         self.clock: Clock = SystemClock() if clock is None else clock
         self.engine_name = engine_name(cls)
         self.stall_guard_ms = guard
@@ -111,6 +112,9 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         self._engine.set_stall_guard(round(guard * 1e6), round(grace * 1e6))
         self._engine.set_stopped_limit(-1 if max_stopped_histories is None
                                        else max_stopped_histories)
+        self._batch = Batch(self._engine, self._defaults)
+        self._fleet = Fleet(self._engine, kernel_for(self.engine_name), self._batch,
+                            self._defaults)
         self._dispatcher = AlertDispatcher(self._engine)
         self.monitoring_agents = AgentsView(self._engine)
         self.heartbeat_history = HistoryView(self._engine)
@@ -131,6 +135,32 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         track(self)
         if run_background:
             self._start_background_monitoring()
+
+    # -- defaults for agents registered without their own settings -------------------------
+
+    @property
+    def default_interval_ms(self) -> Any:
+        return self._defaults.interval_ms
+
+    @default_interval_ms.setter
+    def default_interval_ms(self, value: Any) -> None:
+        self._defaults.interval_ms = value
+
+    @property
+    def default_failure_threshold(self) -> Any:
+        return self._defaults.failure_threshold
+
+    @default_failure_threshold.setter
+    def default_failure_threshold(self, value: Any) -> None:
+        self._defaults.failure_threshold = value
+
+    @property
+    def start_clock_on_register(self) -> bool:
+        return self._defaults.start_clock
+
+    @start_clock_on_register.setter
+    def start_clock_on_register(self, value: bool) -> None:
+        self._defaults.start_clock = value
 
     # -- agents ------------------------------------------------------------------------------
 
@@ -167,7 +197,7 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
         """Monitored agents at least as severe as `min_state`, in registration order."""
         if not isinstance(min_state, HealthState):
             raise TypeError(f"min_state must be a HealthState, got {type(min_state).__name__}")
-        return self._engine.unhealthy(min_state.severity)  # type: ignore[no-any-return]
+        return self._engine.unhealthy(min_state.severity)
 
     def get_heartbeat_history(self, agent_id: Any,
                               time_range: tuple[datetime, datetime] | None = None
@@ -181,6 +211,92 @@ class HeartbeatMonitor(BatchMixin, AnalyticsMixin):
                 raise TypeError("time_range must be a (start, end) pair of datetime objects")
             lo, hi = time_range[0].timestamp(), time_range[1].timestamp()
         return records(self._engine.history(agent_id), lo, hi)
+
+    # -- many agents per call (core/_batch.py) ------------------------------------------------
+
+    def handles(self, agent_ids: Sequence[Any]) -> Int64Array:
+        """Stable int64 handles of `agent_ids` (-1 where an id is not monitored). A handle
+        names one monitoring of one agent: after a stop it never matches again, even when
+        the id is monitored anew."""
+        return self._batch.handles(agent_ids)
+
+    def agent_ids(self, handles: Int64Array) -> list[Any]:
+        """The ids of `handles` (None where a handle is not live)."""
+        return self._batch.agent_ids(handles)
+
+    def start_monitoring_many(self, agent_ids: Sequence[Any], interval_ms: Any = None,
+                              failure_threshold: Any = None, *,
+                              start_clock: bool | None = None) -> BoolArray:
+        """Register many agents at one instant, with a common or per-agent interval and
+        threshold. Every argument is checked before any agent is registered. Returns a
+        mask: True where the agent was newly registered (False: already monitored)."""
+        return self._batch.start_monitoring_many(agent_ids, interval_ms, failure_threshold,
+                                                 start_clock=start_clock)
+
+    def record_heartbeats(self, ids_or_handles: Any, timestamps: Any = None) -> BoolArray:
+        """Record heartbeats in input order, exactly as `record_heartbeat` in a loop would
+        (an id may repeat; recoveries and alerts included). `ids_or_handles` is a sequence
+        of ids, or an integer numpy array of handles (faster). `timestamps` (Unix seconds,
+        one per heartbeat) default to now; one in the future counts as now, one older than
+        the agent's last heartbeat is rejected. Returns a mask of the heartbeats recorded:
+        False for unknown or stopped agents and rejected timestamps."""
+        return self._batch.record_heartbeats(ids_or_handles, timestamps)
+
+    def history_array(self, agent_id: Any, *, copy: bool = False
+                      ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """One agent's heartbeat timestamps, oldest first (empty when it has none). Without
+        `copy`, a ring that has not wrapped is returned as a read-only view of the monitor's
+        memory, valid until the agent's next heartbeat."""
+        return self._batch.history_array(agent_id, copy=copy)
+
+    def histories(self, agent_ids: Sequence[Any] | None = None, *, layout: str = "padded"
+                  ) -> Any:
+        """Timestamps of many agents (all monitored ones by default, in registration
+        order), oldest first: `layout="padded"` gives an (n, history_size) array padded
+        with NaN; `layout="flat"` gives (values, offsets), agent i's records being
+        values[offsets[i]:offsets[i + 1]]."""
+        return self._batch.histories(agent_ids, layout=layout)
+
+    # -- the whole swarm at once (analytics/_fleet.py) ----------------------------------------
+
+    def interval_stats(self, agent_ids: Any = None, *, time_range: Any = None
+                       ) -> np.ndarray[Any, Any]:
+        """Heartbeat interval statistics (seconds) per agent, in one compiled pass: a
+        structured array with fields handle, count, mean, std (population), min, max, p50,
+        p95, p99 (numpy's linear percentiles) and last, one row per agent (all monitored
+        agents in registration order by default). `time_range` = (start, end) as datetimes
+        or Unix seconds keeps the heartbeats with start <= timestamp <= end. Agents with no
+        interval (or not monitored) have count 0 and NaN elsewhere."""
+        return self._fleet.interval_stats(agent_ids, time_range=time_range)
+
+    def snapshot(self, *, min_std_deviation_ms: float = 100.0,
+                 acceptable_heartbeat_pause_ms: float = 0.0,
+                 first_heartbeat_estimate_ms: float | None = None) -> Snapshot:
+        """Ids, state codes, ms since the last heartbeat and phi of every monitored agent,
+        all at one instant (taken under the engine's lock), plus the counts per state.
+        Phi parameters as in `phi`."""
+        return self._fleet.snapshot(min_std_deviation_ms=min_std_deviation_ms,
+                                    acceptable_heartbeat_pause_ms=acceptable_heartbeat_pause_ms,
+                                    first_heartbeat_estimate_ms=first_heartbeat_estimate_ms)
+
+    def phi(self, agent_ids: Any = None, now: float | None = None, *,
+            min_std_deviation_ms: float = 100.0, acceptable_heartbeat_pause_ms: float = 0.0,
+            first_heartbeat_estimate_ms: float | None = None
+            ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Phi-accrual suspicion per agent (Hayashibara et al. 2004, in Akka's form) from
+        its own interval history: 1 means about a 10% chance the silence is normal, 3 about
+        0.1%. `now` is a monotonic time in seconds (default: the clock's now); agents in
+        registration order by default, or as given (NaN for ids not monitored). With too few
+        intervals an agent is judged against `first_heartbeat_estimate_ms` (default: its
+        monitor's default interval)."""
+        return self._fleet.phi(agent_ids, now, min_std_deviation_ms=min_std_deviation_ms,
+                               acceptable_heartbeat_pause_ms=acceptable_heartbeat_pause_ms,
+                               first_heartbeat_estimate_ms=first_heartbeat_estimate_ms)
+
+    def to_pandas(self) -> Any:
+        """The snapshot as a pandas DataFrame indexed by agent id (needs the `pandas` extra:
+        pip install 'moai-flow-fast[pandas]')."""
+        return self._fleet.to_pandas()
 
     # -- alerts ------------------------------------------------------------------------------
 

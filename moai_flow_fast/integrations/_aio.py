@@ -10,17 +10,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
-from ..core._rules import STATES, HealthState
+from ..core._rules import EVENT_KINDS, STATES, HealthState
 
 __all__ = ["EventStream", "TransitionEvent"]
 
 logger = logging.getLogger("moai_flow_fast.aio")
 
-_KINDS: tuple[Literal["crossing"], Literal["recovery"]] = ("crossing", "recovery")
+_KINDS = cast(tuple[Literal["crossing"], Literal["recovery"]], EVENT_KINDS)
 _WARN_EVERY_S = 1.0   # at most one drop WARNING per stream per this many seconds
 
 

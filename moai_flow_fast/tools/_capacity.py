@@ -32,17 +32,19 @@ Per agent count, in **real time** (system clock, the real background threads):
 heartbeats once and goes silent, and the latency of each of its crossings (callback time
 minus deadline) is recorded.
 
-**The answer** for each interval I and a CPU budget B (percent of one core): each agent
-costs ``heartbeat_cost / (HEARTBEAT_FRACTION x I) + wheel_cpu_per_s / N`` of a core, so one
-monitor can watch ``N_max = B / 100 / that``, with the costs measured at the smallest N
-whose CPU share is over the budget (see `answers`). It is labelled an extrapolation when
-N_max is outside the measured range.
+The wheel's **fixed cost** (`measure_fixed`): `advance()` every tick on a monitor with no
+agent, measured the same way; it is paid once per monitor whatever the agent count.
+
+**The answer** for each interval I and a CPU budget B (percent of one core) is made in
+`_capacity_report.answers`: each agent costs ``heartbeat_cost / (HEARTBEAT_FRACTION x I) +
+(wheel_cpu_per_s - fixed) / N`` of a core, so one monitor can watch
+``N_max = (B / 100 - fixed) / that``, from a point large enough for the per-agent cost to
+show through the fixed one.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 import platform
 import sys
@@ -50,17 +52,21 @@ import threading
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from ..core._clock import VirtualClock
 from ..core._monitor import HeartbeatMonitor
+from ..core._rules import crossing_schedule
+from ._capacity_report import answers, format_result
 from ._report import percentile
+from ._screen import Progress
 
-__all__ = ["CapacityConfig", "Progress", "format_result", "have_matplotlib", "plot", "run"]
+__all__ = ["CapacityConfig", "measure_fixed", "measure_latency", "measure_point", "run"]
 
 _NS = 1_000_000_000
 HEARTBEAT_FRACTION = 0.8
 MIN_MEASURED = 50_000          # heartbeats measured per point, at least
+FIXED_TICKS, FIXED_BLOCKS = 1_000, 9
 
 
 def _cpu_clock() -> tuple[Any, str]:
@@ -87,10 +93,6 @@ POINT_KEYS = ("agents", "interval_s", "heartbeat_period_s", "heartbeats_measured
               "wheel_op_cost_ns", "mean_heartbeat_cost_ns", "mean_wheel_cpu_per_s",
               "timer_overhead_ns", "periods_measured", "cpu_share", "memory_bytes_per_agent",
               "rss_bytes_per_agent", "transitions", "latency_ms")
-
-
-def have_matplotlib() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
 
 
 @dataclass
@@ -128,65 +130,6 @@ class CapacityConfig:
         return cls(agents=sorted(set(agents)), intervals=sorted(set(intervals)),
                    cpu_budget=cpu_budget, threshold=threshold, history_size=history_size,
                    tick_ms=tick_ms, engine=engine, latency_sample=latency_sample, quick=quick)
-
-
-class Progress:
-    """A progress bar on stderr, shown only once a sweep has run for `after` seconds.
-    On a terminal it redraws one line; otherwise it prints a line every 5 seconds."""
-
-    def __init__(self, stream: TextIO | None, *, enabled: bool = True, after: float = 2.0
-                 ) -> None:
-        self.stream = stream
-        self.enabled = enabled and stream is not None
-        self.after = after
-        self.tty = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
-        self.total = 1.0
-        self.done = 0.0
-        self.label = ""
-        self.t0 = time.perf_counter()
-        self.last_draw = 0.0
-        self.shown = False
-
-    def start(self, total: float) -> None:
-        self.total, self.done, self.t0 = max(total, 1.0), 0.0, time.perf_counter()
-
-    def step(self, units: float, label: str | None = None) -> None:
-        self.done += units
-        if label is not None:
-            self.label = label
-        self._draw()
-
-    def set_label(self, label: str) -> None:
-        self.label = label
-        self._draw()
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.enabled or self.stream is None:
-            return
-        now = time.perf_counter()
-        elapsed = now - self.t0
-        if elapsed < self.after and not force:
-            return
-        if not force and now - self.last_draw < (0.2 if self.tty else 5.0):
-            return
-        self.last_draw = now
-        frac = min(1.0, self.done / self.total)
-        eta = elapsed * (1 - frac) / frac if frac > 0.01 else None
-        eta_text = f"ETA {eta:4.0f} s" if eta is not None else "ETA    ? s"
-        if self.tty:
-            width = 28
-            bar = "#" * round(frac * width) + "." * (width - round(frac * width))
-            self.stream.write(f"\r\x1b[2Kcapacity [{bar}] {frac * 100:3.0f}%  {eta_text}  "
-                              f"{self.label}")
-        else:
-            self.stream.write(f"capacity: {frac * 100:3.0f}% ({eta_text}) {self.label}\n")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown and self.tty and self.stream is not None:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
 
 
 def _rss_bytes() -> int | None:
@@ -325,6 +268,33 @@ def _timer_overhead() -> float:
     return _median(samples)
 
 
+def measure_fixed(config: CapacityConfig) -> float:
+    """CPU seconds per simulated second of the wheel with no agent: `advance()` every tick,
+    bracketed as in `measure_point` (the median of FIXED_BLOCKS blocks of FIXED_TICKS)."""
+    tick = config.tick_ms * 1_000_000
+    timer = _timer_overhead()
+    clock = VirtualClock(start=1000.0)
+    t0_ns = clock.monotonic_ns()
+    monitor = HeartbeatMonitor(1000, config.threshold, config.history_size,
+                               tick_ms=config.tick_ms, clock=clock, engine=config.engine)
+    perf = CPU_CLOCK
+    blocks: list[float] = []
+    s = 0
+    try:
+        for _ in range(FIXED_BLOCKS):
+            total = 0.0
+            for _ in range(FIXED_TICKS):
+                s += 1
+                clock.set((t0_ns + s * tick) / _NS)
+                b = perf()
+                monitor.advance()
+                total += max(0.0, perf() - b - timer)
+            blocks.append(total)
+    finally:
+        monitor.shutdown()
+    return _median(blocks) / (FIXED_TICKS * tick / _NS)
+
+
 def measure_latency(ids: list[str], config: CapacityConfig, progress: Progress
                     ) -> dict[str, Any] | None:
     """Real-time detection latency of `latency_sample` silent probes among N agents."""
@@ -343,7 +313,7 @@ def measure_latency(ids: list[str], config: CapacityConfig, progress: Progress
         progress.step(n)
         got: list[float] = []
         lock = threading.Lock()
-        expected = sample * len(_mults(config.threshold))
+        expected = sample * len(crossing_schedule(config.threshold))
         done = threading.Event()
 
         def on_alert(agent_id: Any, state: Any, details: dict[str, Any]) -> None:
@@ -391,94 +361,6 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1e3
 
 
-def _mults(threshold: int) -> list[int]:
-    return [1, 2, threshold] if threshold > 2 else [1, 2]
-
-
-def _per_agent(p: dict[str, Any]) -> float:
-    """Seconds of CPU per second per agent at a measured point."""
-    return float(p["heartbeat_cost_ns"] / 1e9 / p["heartbeat_period_s"]
-                 + p["wheel_cpu_per_s"] / p["agents"])
-
-
-def answers(points: list[dict[str, Any]], config: CapacityConfig) -> list[dict[str, Any]]:
-    """'At interval X with a CPU budget of Y % of a core, one monitor can watch N agents.'
-
-    N = budget / (CPU per agent), with the CPU per agent measured at the smallest agent
-    count whose CPU share is over the budget (per-agent costs grow with the agent count,
-    as caches stop holding the tables, so this errs on the safe side), and never less than
-    a measured count that was within the budget. When every measured count is within the
-    budget, the costs of the largest are extrapolated beyond it.
-    """
-    out = []
-    budget = config.cpu_budget / 100
-    for interval in config.intervals:
-        pts = sorted((p for p in points if p["interval_s"] == interval),
-                     key=lambda p: p["agents"])
-        if not pts:
-            continue
-        over = [p for p in pts if p["cpu_share"] > budget]
-        if over:
-            basis = over[0]
-            under = [p for p in pts if p["agents"] < basis["agents"]
-                     and p["cpu_share"] <= budget]
-        else:
-            basis, under = pts[-1], []
-        per_agent = _per_agent(basis)
-        n_max = int(budget / per_agent) if per_agent > 0 else 0
-        if under:
-            n_max = max(n_max, under[-1]["agents"])
-            extrapolated = False
-            note = (f"between the measured {under[-1]['agents']:,} and {basis['agents']:,} "
-                    f"agents, with the costs measured at {basis['agents']:,}")
-        elif over:
-            extrapolated = True
-            note = (f"extrapolated below the smallest measured count, from the costs at "
-                    f"{basis['agents']:,} agents")
-        else:
-            extrapolated = True
-            note = (f"extrapolated beyond the largest measured count, from the costs at "
-                    f"{basis['agents']:,} agents")
-        mem = basis["memory_bytes_per_agent"]
-        text = (f"At interval {interval:g} s with a CPU budget of {config.cpu_budget:g}% "
-                f"of a core, one monitor can watch {_round_sig(n_max):,} agents"
-                + (f" (~{_bytes(mem * n_max)} of memory)" if mem else "") + ".")
-        out.append({
-            "interval_s": interval,
-            "cpu_budget_percent": config.cpu_budget,
-            "max_agents": n_max,
-            "basis_agents": basis["agents"],
-            "cpu_per_agent": per_agent,
-            "extrapolated": extrapolated,
-            "note": note,
-            "text": text,
-        })
-    return out
-
-
-def _round_sig(n: int, digits: int = 2) -> int:
-    if n <= 0:
-        return 0
-    scale = int(10 ** max(0, len(str(n)) - digits))
-    return (n // scale) * scale
-
-
-def _short(n: int) -> str:
-    for div, suffix in ((1_000_000, "M"), (1_000, "k")):
-        if n >= div:
-            v = n / div
-            return f"{v:g}{suffix}" if v == int(v) or v >= 10 else f"{v:.1f}{suffix}"
-    return str(n)
-
-
-def _bytes(b: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1024 or unit == "TB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1024
-    return f"{b:.1f} TB"
-
-
 def machine() -> dict[str, Any]:
     import numpy
 
@@ -518,6 +400,8 @@ def run(config: CapacityConfig, progress: Progress | None = None) -> dict[str, A
     engine_name = None
     wall0 = time.perf_counter()
     try:
+        progress.set_label("the wheel's fixed cost")
+        fixed = measure_fixed(config)
         for n in config.agents:
             ids = _ids(n)
             latency = measure_latency(ids, config, progress)
@@ -538,116 +422,18 @@ def run(config: CapacityConfig, progress: Progress | None = None) -> dict[str, A
     finally:
         progress.close()
     return {
-        "version": 1,
+        "version": 2,
         "moai_flow_fast": __version__,
         "engine": engine_name,
         "machine": machine(),
         "parameters": {**asdict(config), "heartbeat_fraction": HEARTBEAT_FRACTION,
                        "probe_interval_ms": PROBE_INTERVAL_MS, "timer": CPU_CLOCK_NAME},
+        "fixed_cpu_per_s": fixed,
         "points": points,
         "latency": latencies,
-        "answers": answers(points, config),
+        "answers": answers(points, config, fixed),
         "elapsed_s": time.perf_counter() - wall0,
     }
-
-
-def _fmt(value: float | None, spec: str, unit: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{unit}"
-
-
-def format_result(result: dict[str, Any]) -> list[str]:
-    p = result["parameters"]
-    m = result["machine"]
-    lines = [
-        f"Capacity of one monitor: engine {result['engine']}, threshold {p['threshold']}, "
-        f"history_size {p['history_size']}, tick {p['tick_ms']} ms",
-        f"Machine: {m['processor']}, {m['cpus']} CPUs, Python {m['python']}",
-        "Virtual time: agents heartbeat every "
-        f"{p['heartbeat_fraction']:g} x interval; costs are "
-        + ("CPU time (thread_time)" if p.get("timer") == "thread_time" else "wall time")
-        + " per call from Python.",
-        "",
-        f"{'agents':>10} {'interval':>9} {'hb/s':>10} {'ns/hb':>7} {'wheel ms/s':>11} "
-        f"{'ns/op':>6} {'CPU %':>7} {'B/agent':>8}   {'latency ms p50/p99/max':>22}",
-    ]
-    for pt in result["points"]:
-        lat = pt["latency_ms"]
-        lat_text = ("-" if not lat or lat["p50"] is None
-                    else f"{lat['p50']:.1f}/{lat['p99']:.1f}/{lat['max']:.1f}")
-        lines.append(
-            f"{pt['agents']:>10,} {pt['interval_s']:>8g}s {pt['heartbeats_per_s']:>10,.0f} "
-            f"{pt['heartbeat_cost_ns']:>7.0f} {pt['wheel_cpu_per_s'] * 1e3:>11.3f} "
-            f"{_fmt(pt['wheel_op_cost_ns'], '>6.0f')} {pt['cpu_share'] * 100:>7.3f} "
-            f"{_fmt(pt['memory_bytes_per_agent'], '>8.0f')}   {lat_text:>22}")
-    lines += [
-        "",
-        "ns/hb: CPU ns per record_heartbeat; wheel ms/s: CPU ms in advance() per simulated second "
-        "(ns/op: per wheel operation);",
-        "CPU %: share of one core for heartbeats + wheel; B/agent: tracemalloc bytes per agent; "
-        "latency: real time,",
-        f"{p['latency_sample']} silent probe agents (interval {p['probe_interval_ms']} ms) "
-        "among the N agents, callback time - deadline.",
-        "",
-        f"Answers (CPU budget / CPU per agent, from the measured costs; "
-        f"budget {p['cpu_budget']:g}% of one core):",
-    ]
-    for ans in result["answers"]:
-        lines.append(f"  {ans['text']}")
-        lines.append(f"      [{ans['note']}]")
-    lines.append(f"Sweep took {result['elapsed_s']:.1f} s.")
-    return lines
-
-
-def plot(result: dict[str, Any], path: str) -> None:
-    """A PNG of cost per heartbeat, CPU share and memory per agent against agent count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = result["points"]
-    intervals = sorted({p["interval_s"] for p in points})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for interval in intervals:
-        pts = sorted((p for p in points if p["interval_s"] == interval), key=lambda p: p["agents"])
-        xs = [p["agents"] for p in pts]
-        axes[0].plot(xs, [p["heartbeat_cost_ns"] for p in pts], marker="o",
-                     label=f"interval {interval:g} s")
-        axes[1].plot(xs, [p["cpu_share"] * 100 for p in pts], marker="o",
-                     label=f"interval {interval:g} s")
-    mem = sorted({p["agents"]: p["memory_bytes_per_agent"] for p in points
-                  if p["memory_bytes_per_agent"] is not None}.items())
-    axes[2].plot([m[0] for m in mem], [m[1] for m in mem], marker="o", color="tab:green")
-    axes[0].set_title("cost per heartbeat")
-    axes[0].set_ylabel("ns per record_heartbeat")
-    axes[1].set_title("CPU share (heartbeats + wheel)")
-    axes[1].set_ylabel("% of one core")
-    axes[1].set_yscale("log")
-    axes[2].set_title(f"memory per agent (history_size {result['parameters']['history_size']})")
-    axes[2].set_ylabel("bytes (tracemalloc)")
-    from matplotlib.ticker import NullFormatter
-
-    counts = sorted({p["agents"] for p in points})
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("agents")
-        ax.set_xticks(counts)
-        ax.set_xticklabels([_short(n) for n in counts])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylim(bottom=0)
-    axes[2].set_ylim(bottom=0)
-    axes[0].legend()
-    axes[1].legend()
-    budget = result["parameters"]["cpu_budget"]
-    axes[1].axhline(budget, color="tab:red", linestyle="--", linewidth=1)
-    axes[1].text(xs[0] if xs else 1, budget, f" budget {budget:g}%", color="tab:red",
-                 va="bottom")
-    fig.suptitle(f"moai-flow-fast capacity ({result['engine']} engine, "
-                 f"{result['machine']['processor']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":  # pragma: no cover

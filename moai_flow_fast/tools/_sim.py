@@ -41,6 +41,7 @@ from typing import Any
 
 from ..core._clock import VirtualClock
 from ..core._monitor import HeartbeatMonitor
+from ..core._rules import crossing_schedule
 from ._report import Alert, Crossing, Report, compare, percentile
 
 __all__ = [
@@ -71,12 +72,8 @@ FLAP_MIN, FLAP_MAX = 1.1, 1.5
 FRACTIONS = {CRASH: 0.02, STALL: 0.02, SLOW: 0.01, FLAP: 0.01}
 
 
-def crossing_mults(threshold: int) -> list[tuple[int, int]]:
-    """(multiple of the interval, severity) of each crossing from HEALTHY, in order:
-    DEGRADED at 1, CRITICAL at 2 when threshold > 2, FAILED at max(threshold, 2)."""
-    if threshold > 2:
-        return [(1, 1), (2, 2), (threshold, 3)]
-    return [(1, 1), (2, 3)]
+# (multiple of the interval, severity) of each crossing from HEALTHY, in order.
+crossing_mults = crossing_schedule
 
 
 @dataclass
