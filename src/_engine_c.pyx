@@ -204,6 +204,7 @@ cdef class _Core:
     cdef int64_t _stopped_limit          # -1: keep every stopped history
     cdef list _events
     cdef public object notify    # called, outside the lock, when record_heartbeat queued events
+    cdef public object unknown   # called, outside the lock, with an id that is not monitored
     cdef public object wake      # called, outside the lock, when a sooner deadline was armed
     cdef readonly int64_t heartbeats     # recorded since the engine started
     cdef readonly int64_t transitions
@@ -249,6 +250,7 @@ cdef class _Core:
         self._hold_until = INT64_MIN
         self._gen_base = <uint32_t>(int.from_bytes(os.urandom(4), "little") & GEN_MASK)
         self.notify = None
+        self.unknown = None
         self.wake = None
         wheel_init(&self._wheel, self._now_mono() // self._tick)
         self._last_run = self._wheel.elapsed * self._tick
@@ -706,13 +708,16 @@ cdef class _Core:
         self._lock()
         try:
             s = self._slot_of(agent_id)
-            if s < 0:
-                return False
-            queued = self._beat(s, self._now_mono(), self._now_wall(), metadata)
-            if queued:
-                self._publish(0)
+            if s >= 0:
+                queued = self._beat(s, self._now_mono(), self._now_wall(), metadata)
+                if queued:
+                    self._publish(0)
         finally:
             self._unlock()
+        if s < 0:
+            if self.unknown is not None:   # outside the lock: it may log or call back
+                self.unknown(agent_id)
+            return False
         if queued and self.notify is not None:
             self.notify()
         if self._wake_pending:

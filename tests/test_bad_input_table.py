@@ -554,7 +554,8 @@ def test_case_count():
 
 
 def test_every_public_method_is_covered():
-    public = {name for name in dir(HeartbeatMonitor) if not name.startswith("_")}
+    public = {name for name in dir(HeartbeatMonitor) if not name.startswith("_")
+              and callable(getattr(HeartbeatMonitor, name))}
     text = " ".join(c[0] for c in CASES)
     prefixes = {"start_monitoring": "start-", "stop_monitoring": "stop-",
                 "record_heartbeat": "record-", "check_agent_health": "check-",

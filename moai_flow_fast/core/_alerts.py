@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -13,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from ._events import AlertBatch, batch_from_block
+from ._logs import ALERT, RECOVERED, logger
 from ._rules import CROSSING, RECOVERY, STATES, HealthState
 
 __all__ = ["AlertDispatcher", "Callback", "Listener"]
 
-logger = logging.getLogger("moai_flow_fast.monitor")
 
 Callback = Callable[[Any, HealthState, dict[str, Any]], Any]
 Listener = Callable[[list[Any], Any], Any]
@@ -137,14 +136,15 @@ class AlertDispatcher:
         self.alerts += 1
         callback = self.alert_callbacks.get(state)
         if callback is None:
-            logger.warning("Agent %s health %s -> %s (no heartbeat for %ss)", agent_id,
-                           details["previous_state"], state.value, details["elapsed_seconds"])
+            logger.warning(ALERT, agent_id, details["previous_state"], state.value,
+                           (now - last_mono) / 1e9, (now - deadline) / 1e6)
         else:
             self._call(callback, agent_id, state, details)
 
     def _recovered(self, agent_id: Any, prev: int, now: int, last_mono: int, wall: float,
                    left_healthy: int) -> None:
-        logger.info("Agent %s recovered: %s -> healthy", agent_id, STATES[prev].value)
+        downtime = round(max(now - left_healthy, 0) / 1e9, 3)
+        logger.info(RECOVERED, agent_id, STATES[prev].value, downtime)
         callback = self.recovery_callback
         if not self.recovery_enabled or callback is None:
             return
@@ -153,7 +153,7 @@ class AlertDispatcher:
             "current_state": HealthState.HEALTHY.value,
             "last_heartbeat": _iso(wall),
             "elapsed_seconds": round((now - last_mono) / 1e9, 2),
-            "downtime_seconds": round(max(now - left_healthy, 0) / 1e9, 3),
+            "downtime_seconds": downtime,
         }
         self._call(callback, agent_id, HealthState.HEALTHY, details)
 

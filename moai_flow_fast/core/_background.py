@@ -3,16 +3,15 @@ the dispatcher (runs callbacks, so a slow one never delays detection)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from typing import Any
 
 from ._alerts import AlertDispatcher
+from ._logs import logger
 
 __all__ = ["Background"]
 
-logger = logging.getLogger("moai_flow_fast.monitor")
 
 THREAD_NAME = "HeartbeatMonitor-Daemon"
 DISPATCH_NAME = "HeartbeatMonitor-Dispatch"

@@ -12,6 +12,7 @@ from typing import Any, cast
 import numpy as np
 
 from ._contract import Engine
+from ._logs import UnknownHeartbeats
 from ._validate import check_interval_ms, check_whole
 
 __all__ = ["Batch", "Defaults"]
@@ -54,11 +55,12 @@ class Defaults:
 class Batch:
     """Many agents per call: for gateways that receive thousands of heartbeats at once."""
 
-    __slots__ = ("_defaults", "_engine")
+    __slots__ = ("_defaults", "_engine", "_unknown")
 
-    def __init__(self, engine: Engine, defaults: Defaults) -> None:
+    def __init__(self, engine: Engine, defaults: Defaults, unknown: UnknownHeartbeats) -> None:
         self._engine = engine
         self._defaults = defaults
+        self._unknown = unknown
 
     def handles_of(self, ids_or_handles: Any, name: str = "ids_or_handles") -> Int64Array:
         """Handles of ids, or an integer handle array checked for shape."""
@@ -129,7 +131,13 @@ class Batch:
                 raise ValueError("timestamps must be finite (no NaN or infinity)")
             if walls.size and (walls.min() < 0 or walls.max() > _MAX_UNIX):
                 raise ValueError(f"timestamps must be Unix seconds between 0 and {_MAX_UNIX:.0f}")
-        return self._engine.record_many(handles, walls)
+        recorded = self._engine.record_many(handles, walls)
+        if not (isinstance(ids_or_handles, np.ndarray) and ids_or_handles.dtype.kind in "iu"):
+            # Ids that are not monitored became handle -1: one (rate-limited) log line.
+            unknown = np.flatnonzero(handles == -1)
+            if unknown.size:
+                self._unknown.many(int(unknown.size), ids_or_handles[int(unknown[0])])
+        return recorded
 
     def history_array(self, agent_id: Any, *, copy: bool = False
                       ) -> np.ndarray[Any, np.dtype[np.float64]]:

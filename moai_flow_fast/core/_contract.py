@@ -41,9 +41,12 @@ class Engine(Protocol):
     thread-safe; `advance` and `take_events` hand transitions over in blocks."""
 
     # Hooks the facade sets: `notify` when events are ready, `wake` when a sooner deadline
-    # was armed (the wheel thread sleeps until the next one).
+    # was armed (the wheel thread sleeps until the next one), `unknown` for the log line of
+    # a heartbeat from an agent that is not monitored.
     notify: Callable[[], Any] | None
     wake: Callable[[], Any] | None
+    # Called, outside every lock, by record_heartbeat with an id that is not monitored.
+    unknown: Callable[[Any], Any] | None
 
     # Counters, read by get_monitoring_stats and the metrics.
     @property

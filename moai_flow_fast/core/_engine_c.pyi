@@ -19,6 +19,7 @@ _Block = tuple[list[Any], np.ndarray[Any, Any]]
 class Engine:
     notify: Callable[[], Any] | None
     wake: Callable[[], Any] | None
+    unknown: Callable[[Any], Any] | None
     @property
     def heartbeats(self) -> int: ...
     @property

@@ -104,6 +104,7 @@ class Engine:
         self._sleep_tick = -(1 << 63)
         self._wake_pending = False
         self.notify: Callable[[], Any] | None = None
+        self.unknown: Callable[[Any], Any] | None = None
         self.wake: Callable[[], Any] | None = None
         self.heartbeats = 0
         self.transitions = 0
@@ -288,10 +289,13 @@ class Engine:
                 f"metadata must be a mapping or None, got {type(metadata).__name__}")
         with self._lock:
             a = self._lookup(agent_id)
-            if a is None:
-                return False
-            self._beat(a, self._now_mono(), self._now_wall(), metadata)
-            queued = self._publish(sort=False) > 0
+            if a is not None:
+                self._beat(a, self._now_mono(), self._now_wall(), metadata)
+                queued = self._publish(sort=False) > 0
+        if a is None:
+            if self.unknown is not None:
+                self.unknown(agent_id)
+            return False
         if queued and self.notify is not None:
             self.notify()
         self._after()

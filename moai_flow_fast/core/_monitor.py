@@ -20,6 +20,7 @@ from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
 from ._events import AlertBatch
 from ._fork import track
+from ._logs import ALREADY_MONITORED, NOT_MONITORED, STARTED, STOPPED, UnknownHeartbeats, logger
 from ._rules import STATES, HealthState
 from ._validate import check_agent_id, check_ms, check_whole
 from ._validate import check_interval_ms as _check_interval
@@ -112,7 +113,8 @@ class HeartbeatMonitor:
         self._engine.set_stall_guard(round(guard * 1e6), round(grace * 1e6))
         self._engine.set_stopped_limit(-1 if max_stopped_histories is None
                                        else max_stopped_histories)
-        self._batch = Batch(self._engine, self._defaults)
+        self._unknown = UnknownHeartbeats()
+        self._batch = Batch(self._engine, self._defaults, self._unknown)
         self._fleet = Fleet(self._engine, kernel_for(self.engine_name), self._batch,
                             self._defaults)
         self._dispatcher = AlertDispatcher(self._engine)
@@ -123,6 +125,7 @@ class HeartbeatMonitor:
         self.shutdown_event = threading.Event()
         self._background = Background(self._engine, self._dispatcher, self.shutdown_event)
         self._engine.notify = self._background.drain   # no thread yet: dispatch in the caller
+        self._engine.unknown = self._unknown
         self._finalizer = weakref.finalize(self, _stop_background, self._background)
         self.monitoring_thread: threading.Thread | None = None
 
@@ -178,12 +181,20 @@ class HeartbeatMonitor:
             start_clock = self.start_clock_on_register
         elif not isinstance(start_clock, bool):
             raise TypeError(f"start_clock must be a bool or None, got {type(start_clock).__name__}")
-        return bool(self._engine.start(agent_id, interval_ns, threshold, start_clock))
+        if not self._engine.start(agent_id, interval_ns, threshold, start_clock):
+            logger.warning(ALREADY_MONITORED, agent_id)
+            return False
+        logger.info(STARTED, agent_id, interval_ms, threshold)
+        return True
 
     def stop_monitoring(self, agent_id: Any) -> bool:
         """Stop monitoring `agent_id`, keeping its history; False if it was not monitored."""
         check_agent_id(agent_id)
-        return bool(self._engine.stop(agent_id))
+        if not self._engine.stop(agent_id):
+            logger.warning(NOT_MONITORED, agent_id)
+            return False
+        logger.info(STOPPED, agent_id)
+        return True
 
     def record_heartbeat(self, agent_id: Any, metadata: dict[str, Any] | None = None) -> bool:
         """Record a heartbeat now; False (nothing recorded) if `agent_id` is not monitored."""
@@ -388,6 +399,7 @@ class HeartbeatMonitor:
             "wheel_lag_ms": self._engine.lag_ns / 1e6,
             "max_wheel_lag_ms": self._engine.max_lag_ns / 1e6,
             "stopped_histories": self._engine.stopped_count(),
+            "unknown_heartbeats": self._unknown.total,
         }
 
     def clear_history(self, agent_id: Any = _ALL) -> int:
