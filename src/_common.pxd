@@ -15,7 +15,7 @@ cdef enum:
 cdef enum:
     F_ACTIVE = 1    # slot holds a monitored agent
     F_CLOCK = 2     # last_mono is meaningful: a heartbeat was seen or the clock started at registration
-    F_HB = 4        # at least one heartbeat recorded (Part A: last_heartbeat != 0)
+    F_HB = 4        # at least one heartbeat recorded (last_heartbeat != 0 in monitoring_agents)
     F_HIST = 8      # the agent has a history entry (removed by `del heartbeat_history[id]`)
     F_META = 16     # a metadata list exists for this slot
 
@@ -43,7 +43,7 @@ ctypedef struct Agent:
     int32_t threshold
     uint32_t gen           # bumped when the slot is freed, so stale handles never match
     int16_t bucket         # level * 64 + slot, -1 when no deadline is armed
-    int8_t reported        # the state last reported (Part A last_state)
+    int8_t reported        # the state last reported (monitoring_agents' last_state)
     uint8_t flags
     int32_t _pad[3]
 
@@ -104,7 +104,7 @@ cdef inline int8_t crossing_next(int reported, int32_t threshold) noexcept nogil
 
 
 cdef inline int state_of(Agent* a, int64_t now) noexcept nogil:
-    # The Part A state function on integer nanoseconds, so its edges are exact.
+    # The state function (core/_rules.py) on integer nanoseconds, so its edges are exact.
     cdef int64_t e
     if not (a.flags & F_CLOCK):
         return ST_HEALTHY

@@ -1,9 +1,9 @@
-# Part A's per-agent views of the compiled engine (included by _engine_c.pyx): snapshots
+# The per-agent views of the compiled engine (included by _engine_c.pyx): snapshots
 # of states, the monitoring_agents records and their write-through, histories.
 
 
 cdef class _Views(_Core):
-    """The queries and views of Part A over the agent table."""
+    """The queries and views of the documented API over the agent table."""
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -96,7 +96,7 @@ cdef class _Views(_Core):
             self._unlock()
 
     def set_field(self, agent_id, str field, value):
-        """Write-through for the Part A record: moves the wheel entry to match."""
+        """Write-through for a `monitoring_agents` record: moves the wheel entry to match."""
         cdef int32_t s
         cdef Agent* a
         cdef int64_t now

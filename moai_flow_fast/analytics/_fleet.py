@@ -17,11 +17,9 @@ from ._stats_py import COLUMNS
 
 __all__ = ["STATS_DTYPE", "Fleet", "Snapshot", "kernel_for"]
 
-STATS_DTYPE = np.dtype([
-    ("handle", np.int64), ("count", np.int64), ("mean", np.float64), ("std", np.float64),
-    ("min", np.float64), ("max", np.float64), ("p50", np.float64), ("p95", np.float64),
-    ("p99", np.float64), ("last", np.float64),
-])
+# One row of interval_stats: the handle, then the kernel's COLUMNS (count first, an integer).
+STATS_DTYPE = np.dtype([("handle", np.int64), (COLUMNS[0], np.int64),
+                        *((name, np.float64) for name in COLUMNS[1:])])
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Turns the engine's transition events into Part A alerts: callbacks, or WARNING lines."""
+"""Turns the engine's transition events into alerts: callbacks (as MoAI-Flow's monitor
+makes them), batch callbacks and listeners, or WARNING lines."""
 
 from __future__ import annotations
 

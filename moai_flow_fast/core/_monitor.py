@@ -49,14 +49,15 @@ class HeartbeatMonitor:
       Without them, `advance()` drives time and callbacks run in the calling thread.
     - `engine`: "auto", "compiled", "pure" or an engine class.
     - `start_clock_on_register`: start an agent's clock when it is registered, so an agent
-      that dies before its first heartbeat is detected (Part A waits for one).
+      that dies before its first heartbeat is detected (the replaced monitor waits for one).
     - `stall_guard_ms`: the observer-stall guard. When the monitor runs later than this
       after a deadline (its thread starved, the process suspended, a long GC), it convicts
       nobody for what came due during the stall until `stall_grace_ms` (default: the same)
       has passed, so agents can report first. Default: 2000 ms with the system clock and
       background threads, off (0) otherwise.
     - `max_stopped_histories`: keep the histories of at most this many stopped agents
-      (oldest dropped first); None keeps them all, as Part A does. See `clear_history`.
+      (oldest dropped first); None keeps them all, as the replaced monitor does. See
+      `clear_history`.
     """
 
     def __init__(
@@ -374,7 +375,7 @@ class HeartbeatMonitor:
     # -- stats and lifecycle ------------------------------------------------------------------
 
     def get_monitoring_stats(self) -> dict[str, Any]:
-        """Part A's counts, plus the engine's own."""
+        """The replaced monitor's counts, plus this monitor's own."""
         agents, c, records_held = self._engine.counts()
         thread = self.monitoring_thread
         return {
