@@ -394,6 +394,26 @@ def _cases():
         add(f"phi-now-{v!r}", m_("phi", now=v), Raises(exc, "now"))
     add("phi-ids-int", m_("phi", 5), TE("agent_ids"))
     add("phi-unknown", m_("phi", ["zz", "s"]), Returns(lambda v: np.isnan(v).all()))
+    add("agent_health-unknown", m_("get_agent_health", "zz"),
+        VE("Agent zz not being monitored"))
+    add("agent_health-unhashable", m_("get_agent_health", ["x"]), TE("agent_id"))
+    add("all_health", m_("get_all_agents_health"),
+        Returns(lambda v: list(v) == ["a", "b"] and set(v.values()) <= {"degraded"}))
+    add("state_durations-unknown", m_("get_state_durations", "zz"),
+        VE("Agent zz not being monitored"))
+    add("uptime_percentage-unknown", m_("get_uptime_percentage", "zz", None, None),
+        Returns(None))
+    add("uptime_percentage-unhashable", m_("get_uptime_percentage", ["x"], None, None),
+        TE("agent_id"))
+    add("uptime-ids-int", m_("uptime", 5), TE("agent_ids"))
+    add("uptime-unknown", m_("uptime", ["zz", "s"]), Returns(lambda v: np.isnan(v).all()))
+    for fn, label in (("get_state_durations", "state_durations"),
+                      ("get_uptime_percentage", "uptime_percentage"), ("uptime", "uptime")):
+        first = (None,) if fn == "uptime" else ("a",)
+        add(f"{label}-start-str", m_(fn, *first, "x", None), TE("start"))
+        add(f"{label}-end-bool", m_(fn, *first, None, True), TE("end"))
+        add(f"{label}-start-nan", m_(fn, *first, NAN, None), VE("start"))
+        add(f"{label}-reversed", m_(fn, *first, 20.0, 10.0), VE("end"))
     try:
         import pandas  # noqa: F401
         add("to_pandas", m_("to_pandas"), Returns(lambda v: len(v) == 2))
@@ -566,6 +586,9 @@ def test_every_public_method_is_covered():
                 "history_array": "history_array-", "histories": "histories-",
                 "interval_stats": "interval_stats-", "snapshot": "snapshot-", "phi": "phi-",
                 "to_pandas": "to_pandas", "shutdown": "shutdown-",
-                "get_monitoring_stats": "after-shutdown-stats", "events": "events-"}
+                "get_monitoring_stats": "after-shutdown-stats", "events": "events-",
+                "get_agent_health": "agent_health-", "get_all_agents_health": "all_health",
+                "get_state_durations": "state_durations-",
+                "get_uptime_percentage": "uptime_percentage-", "uptime": "uptime-"}
     missing = [p for p in public if prefixes.get(p, "\0") not in text]
     assert missing == [], f"public methods with no bad-input row: {missing}"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..analytics._fleet import Fleet, Snapshot, kernel_for
+from ..analytics._uptime import StateLog, Uptime
 from ._alerts import AlertDispatcher, Callback
 from ._background import Background
 from ._batch import Batch, BoolArray, Defaults, Int64Array
@@ -29,6 +30,7 @@ from ._views import AgentsView, HistoryView, records
 __all__ = ["HeartbeatMonitor"]
 
 _NS = 1_000_000_000
+_STATE_VALUES = tuple(state.value for state in STATES)
 MAX_HISTORY_SIZE = 1_000_000     # records per agent (the CLI uses this limit too)
 _ALL: Any = object()
 
@@ -118,7 +120,10 @@ class HeartbeatMonitor:
         self._batch = Batch(self._engine, self._defaults, self._unknown)
         self._fleet = Fleet(self._engine, kernel_for(self.engine_name), self._batch,
                             self._defaults)
+        self._state_log = StateLog(self._engine)
+        self._uptime = Uptime(self._engine, self._batch, self._state_log)
         self._dispatcher = AlertDispatcher(self._engine)
+        self._dispatcher.add_listener(self._state_log)
         self.monitoring_agents = AgentsView(self._engine)
         self.heartbeat_history = HistoryView(self._engine)
         self.alert_enabled = self._dispatcher.alert_enabled
@@ -191,9 +196,11 @@ class HeartbeatMonitor:
     def stop_monitoring(self, agent_id: Any) -> bool:
         """Stop monitoring `agent_id`, keeping its history; False if it was not monitored."""
         check_agent_id(agent_id)
+        handle = int(self._engine.handles([agent_id])[0])
         if not self._engine.stop(agent_id):
             logger.warning(NOT_MONITORED, agent_id)
             return False
+        self._state_log.forget(handle)
         logger.info(STOPPED, agent_id)
         return True
 
@@ -309,6 +316,43 @@ class HeartbeatMonitor:
         """The snapshot as a pandas DataFrame indexed by agent id (needs the `pandas` extra:
         pip install 'moai-flow-fast[pandas]')."""
         return self._fleet.to_pandas()
+
+    # -- health reports: states and uptime (analytics/_uptime.py) ----------------------------
+
+    def get_agent_health(self, agent_id: Any) -> str:
+        """The agent's state now, as its string value ("healthy", ...). ValueError if it is
+        not monitored."""
+        return str(self.check_agent_health(agent_id).value)
+
+    def get_all_agents_health(self) -> dict[Any, str]:
+        """Every monitored agent's state now, as string values, in registration order (all
+        at one instant)."""
+        ids, _, states, *_ = self._engine.snapshot()
+        return dict(zip(ids, (_STATE_VALUES[c] for c in states.tolist())))
+
+    def get_state_durations(self, agent_id: Any, start: Any = None, end: Any = None
+                            ) -> dict[str, float]:
+        """Seconds the agent spent in each state within the window [start, end] (datetimes
+        or Unix seconds; default: since registration, until now), counting only the time
+        it was monitored. A crossing counts from its threshold deadline, a recovery from
+        the heartbeat that ended it. NaN for every state when the window lies outside what
+        is kept (see `get_uptime_percentage`). ValueError if the agent is not monitored."""
+        return self._uptime.state_durations(agent_id, start, end)
+
+    def get_uptime_percentage(self, agent_id: Any, start: Any, end: Any) -> float | None:
+        """The share (0.0-100.0) of the monitored part of [start, end] (datetimes or Unix
+        seconds) that the agent spent up: HEALTHY or DEGRADED (down: CRITICAL or FAILED).
+        None when the agent is not monitored, when the window does not overlap its
+        monitoring, or when it starts before the oldest state change kept for it (the last
+        256 changes per agent, with running totals since registration)."""
+        return self._uptime.uptime_percentage(agent_id, start, end)
+
+    def uptime(self, agent_ids: Any = None, start: Any = None, end: Any = None
+               ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """`get_uptime_percentage` for many agents (all monitored ones by default, in
+        registration order) as a float64 array, NaN where unknown; an agent that never
+        left HEALTHY is 100.0 without further work."""
+        return self._uptime.uptime(agent_ids, start, end)
 
     # -- alerts ------------------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ def _real(name: str, value: Any) -> float | int:
 
 
 def check_ms(name: str, value: Any, minimum: int, maximum: float = 1e15) -> float | int:
-    """A duration in ms, >= minimum (the replaced monitor's message) and <= maximum (about 31,700 years
-    by default, far inside int64 nanoseconds)."""
+    """A duration in ms, >= minimum (the replaced monitor's message) and <= maximum (about
+    31,700 years by default, far inside int64 nanoseconds)."""
     v = _real(name, value)
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}")

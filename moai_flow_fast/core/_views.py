@@ -22,7 +22,8 @@ def _ms(ns: int) -> int | float:
 
 def records(hist: tuple[Any, Any] | None, lo: float | None = None, hi: float | None = None
             ) -> list[dict[str, Any]]:
-    """History records as the replaced monitor returns them (dicts), oldest first, optionally with lo <= timestamp <= hi."""
+    """History records as the replaced monitor returns them (dicts), oldest first,
+    optionally with lo <= timestamp <= hi."""
     if hist is None:
         return []
     ts, meta = hist
@@ -36,7 +37,8 @@ def records(hist: tuple[Any, Any] | None, lo: float | None = None, hi: float | N
 
 
 class AgentRecord(MutableMapping[str, Any]):
-    """One agent's record in `monitoring_agents`. Reads are live; writes go through to the engine."""
+    """One agent's record in `monitoring_agents`. Reads are live; writes go through to the
+    engine."""
 
     __slots__ = ("_engine", "_id")
 
