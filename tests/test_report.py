@@ -1,6 +1,8 @@
 """The report's arithmetic, on hand-computed cases (moai_flow_fast.tools._report)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from moai_flow_fast.tools._report import Alert, Crossing, compare, percentile
@@ -174,3 +176,28 @@ def test_to_dict_keys():
     assert d["expected"] == {"degraded": 1} and d["detected"] == {"degraded": 1}
     assert d["by_cause"] == {"crash": {"degraded": {"expected": 1, "detected": 1}}}
     assert d["latency_ms"]["max"] == pytest.approx(10 / 1e6)
+
+
+def test_the_report_fits_80_columns_at_any_size():
+    """A million-agent report with misses, false alarms and long ids still fits 80 columns,
+    every figure whole."""
+    big = 123_456
+    crossings = [_x(f"agent-{i:07d}-of-a-very-large-swarm", s, (1000 + i) * MS, cause=cause)
+                 for i in range(6) for s, cause in ((1, "crash"), (2, "stall"), (3, "lag"))]
+    alerts = [_a(c.agent, c.state, c.lo, c.lo + 7 * MS) for c in crossings[3:]]
+    alerts.append(_a("agent-9999999-of-a-very-large-swarm", 3, 999_999_999_999_999, 10**18))
+    r = compare(crossings, alerts, window_end=10**15,
+                recoveries_expected={"agent-0000001-of-a-very-large-swarm": 3},
+                recoveries_reported={})
+    r.by_cause["crash"] = {1: [big, big], 2: [big, big], 3: [big, big]}
+    r.outside_window = big
+    r.ambiguous = big
+    lines = r.format()
+    assert all(len(line) <= 80 for line in lines), [ln for ln in lines if len(ln) > 80]
+    text = "\n".join(lines)
+    assert "degraded 123,456/123,456, critical 123,456/123,456" in " ".join(text.split())
+    assert "999999999999999 ns" in text and "agent-9999999-of-a-very-large-swarm" in text
+    assert "missed: agent agent-0000000-of-a-very-large-swarm degraded" in text
+    # The latency table: one header, two rows of p50 / p99 / max.
+    assert re.search(r"^Detection latency, 15 detections: +p50 +p99 +max$", text, re.M)
+    assert re.search(r"^  callback - deadline +7\.0 ms +7\.0 ms +7\.0 ms$", text, re.M)

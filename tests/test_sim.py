@@ -1,4 +1,5 @@
-"""The simulator's truth bookkeeping (moai_flow_fast.tools._sim), and whole swarms in virtual time."""
+"""The simulator's truth bookkeeping (moai_flow_fast.tools._sim), and whole swarms in
+virtual time."""
 from __future__ import annotations
 
 import pytest
@@ -143,6 +144,10 @@ def test_virtual_swarm_passes_its_truth_check(engine):
     r = result.report
     assert result.passed, "\n".join(result.format())
     assert result.engine == engine
+    lines = result.format()
+    assert all(len(line) <= 80 for line in lines), lines      # an 80-column terminal
+    assert lines[0].startswith("Swarm: 1,500 agents, intervals 1,2,3,4,5 s, threshold 3,")
+    assert lines[-1] == "Result: PASS (every failure detected, no false alarm)"
     # Every kind of injected failure happened and was detected in every state it reaches.
     assert r.expected.keys() == {1, 2, 3}
     assert r.detected == r.expected

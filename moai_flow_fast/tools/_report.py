@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._screen import REPORT_WIDTH, fit
+
 __all__ = [
     "STATE_NAMES",
     "Alert",
@@ -159,43 +161,52 @@ class Report:
         if self.by_cause:
             lines.append("  by cause (detected/expected):")
             for cause, per in sorted(self.by_cause.items()):
-                cells = ", ".join(f"{STATE_NAMES[s]} {v[1]}/{v[0]}" for s, v in sorted(per.items()))
-                lines.append(f"    {cause:<10}{cells}")
+                cells = [f"{STATE_NAMES[s]} {v[1]:,}/{v[0]:,}" for s, v in sorted(per.items())]
+                cells[0] = f"{cause:<10}{cells[0]}"
+                lines += fit(cells, REPORT_WIDTH, indent="    ", cont=" " * 14, sep=", ")
             if "lag" in self.by_cause:
-                lines.append("    (lag: a healthy agent's heartbeat was sent late by the "
-                             "simulator itself, so the crossing really happened)")
+                lines += fit(["(lag: a healthy agent's heartbeat was sent late by the simulator "
+                              "itself, so the crossing really happened)"], REPORT_WIDTH,
+                             indent="    ", cont="     ")
         kinds = Counter(reason for _, reason in self.false_alarms)
-        detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        lines.append(f"False alarms: {len(self.false_alarms)}" + (f" ({detail})" if detail else "")
-                     + "   (alerts for crossings that did not happen, or duplicates)")
+        detail = ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
+        lines += fit([f"False alarms: {len(self.false_alarms):,}" + (f" ({detail})" if detail
+                                                                     else ""),
+                      "(alerts for crossings that did not happen, or duplicates)"],
+                     REPORT_WIDTH, sep="   ")
         if self.outside_window:
             lines.append(f"Detections of crossings due after the window (true, not counted): "
                          f"{self.outside_window:,}")
         if self.ambiguous:
-            lines.append(f"Ambiguous crossings (gap within a call's duration of a threshold, "
-                         f"not judged): {self.ambiguous}")
-        lat = self.latency_summary()
-        wheel = self.latency_summary(self.wheel_latencies)
-        lines.append("Detection latency (callback - deadline): " + _fmt_lat(lat)
-                     + (f"   over {len(self.latencies):,} detections" if self.latencies else ""))
-        lines.append("  of which the wheel (detected - deadline): " + _fmt_lat(wheel))
+            lines += fit(["Ambiguous crossings (gap within a call's duration of a threshold, "
+                          f"not judged): {self.ambiguous:,}"], REPORT_WIDTH)
+        if self.latencies:
+            lat = self.latency_summary()
+            wheel = self.latency_summary(self.wheel_latencies)
+            lines.append(f"{f'Detection latency, {len(self.latencies):,} detections:':<50}"
+                         f"{'p50':>10}{'p99':>10}{'max':>10}")
+            lines.append(f"{'  callback - deadline':<50}" + _fmt_lat(lat))
+            lines.append(f"{'  of which the wheel (detected - deadline)':<50}" + _fmt_lat(wheel))
+        else:
+            lines.append("Detection latency: no detections")
         if self.false_alarms or self.missed or self.recovery_mismatches:
             for crossing in self.missed[:5]:
-                lines.append(f"  missed: agent {crossing.agent} {STATE_NAMES[crossing.state]} "
-                             f"due in [{crossing.lo}, {crossing.hi}] ns ({crossing.cause})")
+                lines += fit([f"missed: agent {crossing.agent} {STATE_NAMES[crossing.state]}",
+                              f"due in [{crossing.lo}, {crossing.hi}] ns ({crossing.cause})"],
+                             REPORT_WIDTH, indent="  ", cont="    ", sep=" ")
             for alert, reason in self.false_alarms[:5]:
-                lines.append(f"  false alarm ({reason}): agent {alert.agent} "
-                             f"{STATE_NAMES.get(alert.state, alert.state)} "
-                             f"deadline {alert.deadline} ns")
+                lines += fit([f"false alarm ({reason}): agent {alert.agent}",
+                              f"{STATE_NAMES.get(alert.state, alert.state)} deadline "
+                              f"{alert.deadline} ns"], REPORT_WIDTH, indent="  ", cont="    ",
+                             sep=" ")
             for agent, exp, got in self.recovery_mismatches[:5]:
-                lines.append(f"  recoveries of agent {agent}: expected {exp}, reported {got}")
+                lines += fit([f"recoveries of agent {agent}:", f"expected {exp}, reported {got}"],
+                             REPORT_WIDTH, indent="  ", cont="    ")
         return lines
 
 
 def _fmt_lat(summary: Mapping[str, float | None]) -> str:
-    if summary["p50"] is None:
-        return "no detections"
-    return "  ".join(f"{k} {summary[k]:.1f} ms" for k in ("p50", "p99", "max"))
+    return "".join(f"{summary[k] or 0.0:>7.1f} ms" for k in ("p50", "p99", "max"))
 
 
 def compare(

@@ -9,11 +9,12 @@ each agent's heartbeats on its own schedule, and injects failures:
 - **stall**: once, the agent stays silent long enough to reach DEGRADED, CRITICAL or FAILED
   (the silence ends a quarter to three quarters of an interval past that threshold), then
   resumes;
-- **slow starter**: the first heartbeat comes 1.25-2.75 intervals after registration. Part A
-  says an agent is HEALTHY until its first heartbeat, so by default a late first heartbeat
-  is invisible. The demo registers slow starters with ``start_clock=True`` (Part B item 4:
-  the clock starts at registration), which makes their lateness a failure that must be
-  detected, followed by a recovery. Every other agent is registered the Part A way.
+- **slow starter**: the first heartbeat comes 1.25-2.75 intervals after registration. The
+  replaced monitor (MoAI-Flow's) says an agent is HEALTHY until its first heartbeat, so by
+  default a late first heartbeat is invisible. The demo registers slow starters with
+  ``start_clock=True`` (the opt-in that starts an agent's clock at registration), which
+  makes their lateness a failure that must be detected, followed by a recovery. Every
+  other agent is registered the MoAI-Flow-compatible default way.
 - **flapping**: every 2nd or 3rd gap lasts 1.1-1.5 intervals, so the agent goes DEGRADED
   and recovers over and over.
 
@@ -43,6 +44,7 @@ from ..core._clock import VirtualClock
 from ..core._monitor import HeartbeatMonitor
 from ..core._rules import crossing_schedule
 from ._report import Alert, Crossing, Report, compare, percentile
+from ._screen import REPORT_WIDTH, fit
 
 __all__ = [
     "AgentTruth",
@@ -98,7 +100,8 @@ def agent_truth(
     `beats` are ``(t0, t1, gap_code)`` in order: the heartbeat's clock reading is somewhere
     in ``[t0, t1]`` (ns) and `gap_code` says what the silence ending with it was planned to
     be (`GAP_CAUSES`). `registered` is the bracket of `start_monitoring` when the agent's
-    clock started at registration (None: Part A, nothing before the first heartbeat).
+    clock started at registration (None: the default, nothing before the first
+    heartbeat).
     The last silence has cause `final_cause` and lasts until `horizon` (ns).
 
     A crossing at ``m * interval`` after a heartbeat (or registration) at ``s`` happens when
@@ -222,27 +225,31 @@ class SwarmResult:
         }
 
     def format(self) -> list[str]:
+        """The report as lines of at most 80 columns."""
         c = self.config
         inj = ", ".join(f"{n:,} {k}" for k, n in self.injected.items())
         span = c.duration + c.grace
         rate = self.heartbeats / span
-        lines = [
-            f"Swarm: {c.agents:,} agents, intervals {_fmt_list(c.intervals)} s, threshold "
-            f"{c.threshold}, {c.duration:g} s (+{c.grace:g} s grace), seed {c.seed}, engine "
-            f"{self.engine}, tick {c.tick_ms} ms",
-            f"Injected: {inj}",
-            f"Heartbeats sent: {self.heartbeats:,} ({rate:,.0f}/s); registration "
-            f"{self.registration_s * 1e3:.0f} ms"
-            + ("; sent late by p50 {p50:.1f} / p99 {p99:.1f} / max {max:.1f} ms".format(
-                **self.lateness_ms) if self.lateness_ms.get("max") else ""),
-            f"Truth vs monitor (crossings due in the first {c.duration:g} s):",
-        ]
+        sent = [f"Heartbeats sent: {self.heartbeats:,} ({rate:,.0f}/s)",
+                f"registration {self.registration_s * 1e3:.0f} ms"]
+        if self.lateness_ms.get("max"):
+            sent.append("sent late by p50 {p50:.1f} / p99 {p99:.1f} / max {max:.1f} ms".format(
+                **self.lateness_ms))
+        lines = fit([f"Swarm: {c.agents:,} agents", f"intervals {_fmt_list(c.intervals)} s",
+                     f"threshold {c.threshold}", f"{c.duration:g} s (+{c.grace:g} s grace)",
+                     f"seed {c.seed}", f"engine {self.engine}", f"tick {c.tick_ms} ms"],
+                    REPORT_WIDTH, sep=", ")
+        lines += fit([f"Injected: {inj}"], REPORT_WIDTH)
+        lines += fit(sent, REPORT_WIDTH, sep="; ")
+        lines.append(f"Truth vs monitor (crossings due in the first {c.duration:g} s):")
         lines += self.report.format()
         st = self.monitor_stats
         if st:
-            lines.append(f"Monitor's own counts: {st.get('transitions', 0):,} crossings, "
-                         f"{st.get('alerts_raised', 0):,} alerts, {st.get('recoveries', 0):,} "
-                         f"recoveries, {st.get('callback_errors', 0)} callback errors")
+            lines += fit([f"Monitor's own counts: {st.get('transitions', 0):,} crossings",
+                          f"{st.get('alerts_raised', 0):,} alerts",
+                          f"{st.get('recoveries', 0):,} recoveries",
+                          f"{st.get('callback_errors', 0):,} callback errors"],
+                         REPORT_WIDTH, sep=", ")
         lines.append("Result: " + ("PASS (every failure detected, no false alarm)"
                                    if self.passed else "FAIL"))
         return lines
