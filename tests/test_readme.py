@@ -3,7 +3,8 @@
 Each block runs in a fresh interpreter (so a fresh namespace), in README order, once per
 engine (MOAI_FLOW_FAST_NO_EXTENSIONS selects it), with a timeout that kills a block that
 hangs. Tracebacks point at README.md line numbers. Nothing is skipped: a block that
-cannot run as written is a README bug."""
+cannot run as written is a README bug. The blocks import the package this suite imported
+(an installed build or the source tree), never a source tree that merely lies nearby."""
 from __future__ import annotations
 
 import os
@@ -14,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
+import moai_flow_fast
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The folder holding the package under test: first on the blocks' path.
+PKG_ROOT = Path(moai_flow_fast.__file__).resolve().parent.parent
 TIMEOUT_S = 60
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -65,7 +70,7 @@ def test_no_python_block_escapes_the_test():
 def run_block(code, line, engine, cwd, path=README):
     env = dict(os.environ)
     env["MOAI_FLOW_FAST_NO_EXTENSIONS"] = "1" if engine == "pure" else "0"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(PKG_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("PYTHONSTARTUP", None)
     try:
         return subprocess.run(
