@@ -78,6 +78,54 @@ ctypedef struct Event:
     int8_t _pad
 
 
+# Monotonic instants (last heartbeats) are clamped to +-2**62 ns (146 years): with
+# intervals x thresholds at most 2**61 ns and clocks at most 2**61 ns, every deadline and
+# elapsed time below then stays inside int64. moai_flow_fast/core/_engine_py.py clamps alike.
+cdef extern from *:
+    """
+    #define MOAI_MONO_MAX ((int64_t)1 << 62)
+    #define MOAI_MONO_MIN (-((int64_t)1 << 62))
+    """
+    int64_t MONO_MAX "MOAI_MONO_MAX"
+    int64_t MONO_MIN "MOAI_MONO_MIN"
+
+cdef extern from "<math.h>" nogil:
+    double rint(double)
+
+cdef extern from *:
+    bint __builtin_sub_overflow(int64_t, int64_t, int64_t*) nogil
+
+
+cdef inline int64_t clamp_mono(int64_t v) noexcept nogil:
+    return MONO_MIN if v < MONO_MIN else (MONO_MAX if v > MONO_MAX else v)
+
+
+cdef inline int64_t mono_before(int64_t now, double seconds) noexcept nogil:
+    # now - round(seconds * 1e9), clamped: the monotonic instant `seconds` before now, as
+    # the pure engine computes it with Python integers (round half to even, like rint).
+    cdef double ns = seconds * 1e9
+    cdef int64_t r, out
+    if not (ns > -9.2e18 and ns < 9.2e18):       # also NaN: out of range either way
+        return MONO_MIN if ns > 0 else MONO_MAX
+    r = <int64_t>rint(ns)
+    if __builtin_sub_overflow(now, r, &out):
+        return MONO_MIN if r > 0 else MONO_MAX
+    return clamp_mono(out)
+
+
+cdef inline int64_t trunc_before(int64_t now, double seconds) noexcept nogil:
+    # As mono_before, with the ns truncated toward zero (the pure engine's int()).
+    cdef double ns = seconds * 1e9
+    cdef int64_t r, out
+    if not (ns > -9.2e18 and ns < 9.2e18):
+        return MONO_MIN if ns > 0 else MONO_MAX
+    r = <int64_t>ns
+    if __builtin_sub_overflow(now, r, &out):
+        return MONO_MIN if r > 0 else MONO_MAX
+    return clamp_mono(out)
+
+
+
 cdef inline int64_t ceil_div(int64_t a, int64_t b) noexcept nogil:
     # C division truncates toward zero, which is a floor for a >= 0 and a ceiling for a < 0.
     if a >= 0:
@@ -103,16 +151,18 @@ cdef inline int8_t crossing_next(int reported, int32_t threshold) noexcept nogil
     return ST_FAILED
 
 
-cdef inline int state_of(Agent* a, int64_t now) noexcept nogil:
+cdef inline int state_code(int64_t e, int64_t interval, int32_t threshold) noexcept nogil:
     # The state function (core/_rules.py) on integer nanoseconds, so its edges are exact.
-    cdef int64_t e
-    if not (a.flags & F_CLOCK):
+    if e < interval:
         return ST_HEALTHY
-    e = now - a.last_mono
-    if e < a.interval_ns:
-        return ST_HEALTHY
-    if e < 2 * a.interval_ns:
+    if e < 2 * interval:
         return ST_DEGRADED
-    if e < a.threshold * a.interval_ns:
+    if e < threshold * interval:
         return ST_CRITICAL
     return ST_FAILED
+
+
+cdef inline int state_of(Agent* a, int64_t now) noexcept nogil:
+    if not (a.flags & F_CLOCK):
+        return ST_HEALTHY
+    return state_code(now - a.last_mono, a.interval_ns, a.threshold)

@@ -1,29 +1,6 @@
 # Batch and analytics half of the compiled Engine (included by _engine_c.pyx): handles,
 # batch registration and heartbeats, history arrays, interval statistics, snapshots.
 
-_POOL = None
-
-
-def _stats_pool():
-    # One pool for the process: the statistics kernel releases the GIL, so ring chunks
-    # are computed on every CPU.
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
-                                   thread_name_prefix="moai-flow-fast-stats")
-    return _POOL
-
-
-def _forget_pool():
-    # A forked child has none of the pool's threads: start a new pool when needed.
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
 @cython.final
 cdef class Engine(_Views):
     """Agent table + timer wheel + rings. Every method is safe from any thread."""
@@ -31,16 +8,18 @@ cdef class Engine(_Views):
 
     @cython.final
     cdef inline int32_t _live(self, int64_t h) noexcept nogil:
-        # The slot of a live handle, or -1 (unknown, stopped, or from a reused slot).
-        cdef int32_t s
+        # The slot of a live handle, or -1: negative, a slot outside the table (the low 32
+        # bits are compared as a 64-bit number, never as a possibly negative int32), a free
+        # slot, or another generation (stopped, or the slot reused).
+        cdef int64_t slot
         if h < 0:
             return -1
-        s = <int32_t>(h & SLOT_MASK)
-        if s >= self._high or not (self._agents[s].flags & F_ACTIVE):
+        slot = h & SLOT_MASK
+        if slot >= self._high or not (self._agents[slot].flags & F_ACTIVE):
             return -1
-        if self._agents[s].gen != <uint32_t>(h >> 32):
+        if self._agents[slot].gen != <uint32_t>(h >> 32):
             return -1
-        return s
+        return <int32_t>slot
 
     def all_handles(self):
         """Handles of every monitored agent, in registration order."""
@@ -107,59 +86,148 @@ cdef class Engine(_Views):
 
     def start_many(self, agent_ids, const int64_t[::1] interval_ns,
                    const int32_t[::1] thresholds, bint start_clock):
-        """Register many agents at one instant; bool mask of those newly registered."""
-        cdef Py_ssize_t i = 0
+        """Register many agents at one instant; bool mask of those newly registered. All or
+        nothing: if an id's __hash__ or __eq__ raises, no agent of the call is registered."""
+        cdef Py_ssize_t i, k, n
         cdef int64_t now
         cdef double wall
-        out = np.zeros(len(agent_ids), dtype=np.bool_)
+        cdef int32_t s
+        ids = list(agent_ids)
+        n = len(ids)
+        if interval_ns.shape[0] != n or thresholds.shape[0] != n:
+            raise ValueError("interval_ns and thresholds need one value per agent id")
+        out = np.zeros(n, dtype=np.bool_)
         cdef unsigned char[::1] o = out.view(np.uint8)
         self._lock()
         try:
             now = self._now_mono()
             wall = self._now_wall()
-            for agent_id in agent_ids:
-                o[i] = self._register(agent_id, interval_ns[i], thresholds[i], start_clock,
-                                      now, wall) >= 0
-                i += 1
+            # 1. Lookups only (the ids' __hash__/__eq__ may raise: nothing has changed yet):
+            # which ids are new, first occurrence, and which replace a stopped history.
+            seen = {}
+            fresh = []
+            for i in range(n):
+                agent_id = ids[i]
+                if self._slot_of(agent_id) >= 0 or agent_id in seen:
+                    continue
+                seen[agent_id] = i
+                fresh.append(i)
+            stopped = None
+            removed = 0
+            if self._stopped:
+                restarted = [i for i in fresh if ids[i] in self._stopped]
+                if restarted:
+                    # Popped from a copy, swapped in at the commit.
+                    stopped = dict(self._stopped)
+                    for i in restarted:
+                        removed += len(stopped.pop(ids[i])[0])
+            # 2. Claims: each index insert is undone, newest first, if a later one raises.
+            claims = []
+            try:
+                for i in fresh:
+                    from_free = self._nfree > 0
+                    s = self._claim(ids[i], interval_ns[i], thresholds[i], now, wall)
+                    claims.append((s, from_free))
+            except BaseException:
+                for s, from_free in reversed(claims):
+                    self._unclaim(s, from_free)
+                raise
+            # 3. Commit: no user code from here on.
+            if stopped is not None:
+                self._stopped = stopped
+                self._stopped_total -= removed
+            for k in range(len(fresh)):
+                i = fresh[k]
+                self._activate(claims[k][0], ids[i], start_clock, now)
+                o[i] = 1
         finally:
             self._unlock()
         self._after()
         return out
 
+    cdef Py_ssize_t _beat_run(self, const int64_t* handles, const double* w, unsigned char* o,
+                              Py_ssize_t i, Py_ssize_t n, int64_t now, double wall,
+                              int* queued) noexcept nogil:
+        # Heartbeats i.. of a batch, without the GIL. Stops at a slot that keeps metadata
+        # (its ring position must be cleared with the GIL) and returns its index, else n.
+        cdef int32_t s
+        cdef int64_t mono, p
+        cdef double t
+        cdef Py_ssize_t k = 0
+        while i < n:
+            if i + PREFETCH < n:
+                p = handles[i + PREFETCH] & SLOT_MASK
+                if p < self._high:
+                    __builtin_prefetch(&self._agents[p])
+            s = self._live(handles[i])
+            if s >= 0:
+                if self._agents[s].flags & F_META:
+                    return i
+                if w == NULL:
+                    queued[0] |= self._beat(s, now, wall, now)
+                    o[i] = 1
+                else:
+                    t = w[i] if w[i] < wall else wall
+                    mono = trunc_before(now, wall - t)
+                    if not ((self._agents[s].flags & F_HB) and mono < self._agents[s].last_mono):
+                        queued[0] |= self._beat(s, mono, t, now)
+                        o[i] = 1
+            i += 1
+            k += 1
+            if k == YIELD_EVERY:
+                k = 0
+                if moai_load(&self._urgent):
+                    self._yield_lock()
+        return n
+
     def record_many(self, const int64_t[::1] handles, walls):
         """Heartbeats in input order, as record_heartbeat in a loop would record them: now
         (walls None), or at the given Unix seconds (a time in the future counts as now; one
-        before the agent's last heartbeat is rejected). Bool mask of those recorded."""
-        cdef Py_ssize_t i, n = handles.shape[0]
+        before the agent's last heartbeat is rejected). Bool mask of those recorded. A large
+        batch runs without the GIL; any lets a waiting wheel thread take the lock every few
+        thousand heartbeats."""
+        cdef Py_ssize_t i = 0, n = handles.shape[0]
         cdef int32_t s
         cdef int64_t now, mono
         cdef double wall, t
         cdef bint given = walls is not None
         cdef const double[::1] w
+        cdef const double* wp = NULL
         cdef int queued = 0
         out = np.zeros(n, dtype=np.bool_)
+        if n == 0:
+            return out
         cdef unsigned char[::1] o = out.view(np.uint8)
         if given:
             w = walls
+            if w.shape[0] != n:
+                raise ValueError(f"walls has {w.shape[0]} values for {n} handles")
+            wp = &w[0]
         self._lock()
         try:
             now = self._now_mono()
             wall = self._now_wall()
-            for i in range(n):
-                if i + PREFETCH < n and 0 <= (handles[i + PREFETCH] & SLOT_MASK) < self._high:
-                    __builtin_prefetch(&self._agents[handles[i + PREFETCH] & SLOT_MASK])
-                s = self._live(handles[i])
-                if s < 0:
-                    continue
-                if not given:
-                    queued |= self._beat(s, now, wall, None)
+            while i < n:
+                if n >= NOGIL_BATCH:
+                    with nogil:
+                        i = self._beat_run(&handles[0], wp, &o[0], i, n, now, wall, &queued)
                 else:
-                    t = w[i] if w[i] < wall else wall
-                    mono = now - <int64_t>((wall - t) * 1e9)
-                    if (self._agents[s].flags & F_HB) and mono < self._agents[s].last_mono:
-                        continue
-                    queued |= self._beat(s, mono, t, None)
-                o[i] = 1
+                    # A smaller batch keeps the GIL: taking it back can cost a switch
+                    # interval when another thread is busy in Python.
+                    i = self._beat_run(&handles[0], wp, &o[0], i, n, now, wall, &queued)
+                if i < n:
+                    # A slot that keeps metadata: clear its ring position, then beat it.
+                    s = self._live(handles[i])
+                    mono, t = now, wall
+                    if given:
+                        t = w[i] if w[i] < wall else wall
+                        mono = trunc_before(now, wall - t)
+                    if not (given and (self._agents[s].flags & F_HB)
+                            and mono < self._agents[s].last_mono):
+                        self._store_meta(s, self._agents[s].head, None)
+                        queued |= self._beat(s, mono, t, now)
+                        o[i] = 1
+                    i += 1
             if queued:
                 self._publish(0)
         finally:
@@ -249,65 +317,62 @@ cdef class Engine(_Views):
         finally:
             self._unlock()
 
-    def interval_stats(self, const int64_t[::1] handles, double lo, double hi, kernel):
-        """Per-agent interval statistics (kernel columns), rows in handle order; handles
-        that are not live give count 0 and NaN. The kernel runs once per ring chunk, the
-        chunks spread over the CPUs (it releases the GIL), all under the engine lock."""
-        cdef Py_ssize_t i, n = handles.shape[0], m = 0
+    cdef Py_ssize_t _copy_rows(self, const int64_t[::1] handles, Py_ssize_t* i, Py_ssize_t rows,
+                               double[:, ::1] bv, int32_t[::1] hv, int32_t[::1] cv,
+                               int64_t[::1] wv) noexcept nogil:
+        # Rings of live handles from i[0] on into bv, at most `rows`; returns how many.
+        cdef Py_ssize_t m = 0, n = handles.shape[0]
         cdef int32_t s
-        cdef bint ordered = True
-        cdef int64_t prev = -1
-        out = np.full((n, 9), np.nan)
-        out[:, 0] = 0.0
-        where = np.empty(n, dtype=np.int64)
-        slots = np.empty(n, dtype=np.int64)
-        heads = np.empty(n, dtype=np.int32)
-        counts = np.empty(n, dtype=np.int32)
-        cdef int64_t[::1] wv = where, sv = slots
-        cdef int32_t[::1] hv = heads, cv = counts
-        self._lock()
-        try:
-            for i in range(n):
-                s = self._live(handles[i])
-                if s < 0:
-                    continue
-                wv[m] = i
-                sv[m] = s
+        while i[0] < n and m < rows:
+            s = self._live(handles[i[0]])
+            if s >= 0:
+                memcpy(&bv[m, 0], self._ring(s), self._hsize * sizeof(double))
                 hv[m] = self._agents[s].head
                 cv[m] = self._agents[s].count if self._agents[s].flags & F_HIST else 0
-                if s < prev:
-                    ordered = False
-                prev = s
+                wv[m] = i[0]
                 m += 1
-            if m == 0:
-                return out
-            where, slots, heads, counts = where[:m], slots[:m], heads[:m], counts[:m]
-            if not ordered:
-                # Group by chunk: agents of one chunk must be contiguous for one call.
-                order = np.argsort(slots, kind="stable")
-                where, slots, heads, counts = where[order], slots[order], heads[order], counts[order]
-            rows = slots & ((1 << self._chunk_bits) - 1)
-            chunk_of = slots >> self._chunk_bits
-            cuts = [0, *(np.flatnonzero(np.diff(chunk_of)) + 1).tolist(), m]
-            part = out if (m == n and ordered) else np.empty((m, 9))
-            chunks = self._chunk_arrays
-            starts = cuts[:-1]
-            chunk_ids = chunk_of[starts].tolist()
+            i[0] += 1
+        return m
 
-            def one(int j):
-                a, b = cuts[j], cuts[j + 1]
-                kernel(chunks[chunk_ids[j]], heads[a:b], counts[a:b], rows[a:b], lo, hi,
-                       part, a)
-
-            if len(starts) > 1 and m * self._hsize >= 1 << 18:
-                list(_stats_pool().map(one, range(len(starts))))
-            else:
-                for j in range(len(starts)):
-                    one(j)
-            if part is not out:
-                out[where] = part
-        finally:
-            self._unlock()
+    def interval_stats(self, const int64_t[::1] handles, double lo, double hi, kernel):
+        """Per-agent interval statistics (kernel columns), rows in handle order; handles
+        that are not live give count 0 and NaN. The rings are copied a block (about 32 MiB)
+        at a time under the engine lock, and the kernel (which may start threads) runs on
+        the copy with the lock released: no lock of the engine is ever held across a call
+        that can wait on another lock. Each agent's row is consistent; the blocks are taken
+        one after the other."""
+        cdef Py_ssize_t i = 0, n = handles.shape[0], m, rows
+        cdef bint release
+        out = np.full((n, 9), np.nan)
+        out[:, 0] = 0.0
+        if n == 0:
+            return out
+        rows = max(1, min(n, (1 << 22) // self._hsize))
+        buf = np.empty((rows, self._hsize), dtype=np.float64)
+        heads = np.empty(rows, dtype=np.int32)
+        counts = np.empty(rows, dtype=np.int32)
+        where = np.empty(rows, dtype=np.int64)
+        order = np.arange(rows, dtype=np.int64)
+        cdef double[:, ::1] bv = buf
+        cdef int32_t[::1] hv = heads, cv = counts
+        cdef int64_t[::1] wv = where
+        # Small copies keep the GIL (taking it back can cost a switch interval).
+        release = rows * self._hsize >= 1 << 16
+        while i < n:
+            m = 0
+            self._lock()
+            try:
+                if release:
+                    with nogil:
+                        m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv)
+                else:
+                    m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv)
+            finally:
+                self._unlock()
+            if m:
+                part = np.empty((m, 9))
+                kernel(buf[:m], heads[:m], counts[:m], order[:m], lo, hi, part, 0)
+                out[where[:m]] = part
         return out
 
     def snapshot(self):

@@ -20,7 +20,7 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 from _common cimport (
     Agent, Event, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
     F_META, ST_CRITICAL, ST_DEGRADED, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult,
-    crossing_next, state_of,
+    crossing_next, mono_before, state_code, state_of, trunc_before,
 )
 from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
 
@@ -50,6 +50,17 @@ cdef extern from "<sys/mman.h>" nogil:
 
 cdef extern from "pythread.h":
     unsigned long PyThread_get_thread_ident() nogil
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef extern from *:
+    """
+    static inline int moai_load(int* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void moai_store(int* p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    """
+    int moai_load(int*) nogil
+    void moai_store(int*, int) nogil
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
@@ -103,6 +114,10 @@ cdef enum:
     CHUNK = 1024           # agent tables grow from this many slots
     RING_CHUNK_BYTES = 1048576   # history rings are allocated about 1 MiB at a time
     PREFETCH = 16          # records prefetched ahead while a bucket is processed
+    YIELD_EVERY = 4096     # heartbeats of a batch between checks for a waiting wheel
+    NOGIL_BUCKET = 4096    # an advance releases the GIL from a first bucket this large
+    NOGIL_BATCH = 32768    # record_many releases the GIL from this many heartbeats
+    EV_KEEP = 65536        # event scratch kept between publications (4 MiB)
     HUGE_PAGE = 2097152    # 2 MiB
     TRACE_DOMAIN = 0x6d6f6169   # tracemalloc domain of the engine's tables ("moai")
 
@@ -221,6 +236,11 @@ cdef class _Core:
     cdef int64_t _hold_from              # deadlines from here on wait for the grace to end
     cdef int64_t _hold_until
     cdef int64_t _last_run               # ns of the previous advance
+    cdef int _urgent                     # the wheel thread waits for the lock: let it in first
+    cdef bint _fork_locked               # before_fork took the lock (not re-entered)
+    cdef int64_t _queue_limit            # transitions kept for the dispatcher, 0 = no limit
+    cdef readonly int64_t queued         # transitions published and not yet taken
+    cdef readonly int64_t dropped        # transitions dropped at the queue limit
 
     def __cinit__(self):
         # A plain pthread mutex: about half the cost of a PyThread lock uncontended.
@@ -274,12 +294,43 @@ cdef class _Core:
         if self._owner == me:
             raise RuntimeError("monitor re-entered from inside its own critical section "
                                "(an agent id's __hash__/__eq__ or a finalizer called it)")
-        if pthread_mutex_trylock(&self._mutex) != 0:
+        if moai_load(&self._urgent) or pthread_mutex_trylock(&self._mutex) != 0:
             # Wait without the GIL: the holder may be the wheel thread, which needs it back.
+            # While the wheel thread waits for the lock, newcomers let it in first: a thread
+            # recording heartbeats in a loop would otherwise win the lock back every time.
             with nogil:
+                while moai_load(&self._urgent):
+                    sched_yield()
                 pthread_mutex_lock(&self._mutex)
         self._owner = me
         return 0
+
+    @cython.final
+    cdef int _lock_urgent(self) except -1:
+        # The wheel's lock: ahead of any thread that comes to the lock after it.
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._owner == me:
+            raise RuntimeError("monitor re-entered from inside its own critical section "
+                               "(an agent id's __hash__/__eq__ or a finalizer called it)")
+        if pthread_mutex_trylock(&self._mutex) != 0:
+            with nogil:
+                moai_store(&self._urgent, 1)
+                pthread_mutex_lock(&self._mutex)
+                moai_store(&self._urgent, 0)
+        self._owner = me
+        return 0
+
+    @cython.final
+    cdef void _yield_lock(self) noexcept nogil:
+        # Inside a long batch, with the lock held: hand it to the waiting wheel, then take it
+        # back. Slots stay valid (they are re-checked per handle); no pointer is kept.
+        cdef unsigned long me = self._owner
+        self._owner = 0
+        pthread_mutex_unlock(&self._mutex)
+        while moai_load(&self._urgent):
+            sched_yield()
+        pthread_mutex_lock(&self._mutex)
+        self._owner = me
 
     @cython.final
     cdef inline void _unlock(self) noexcept:
@@ -330,25 +381,62 @@ cdef class _Core:
 
     # -- wheel ----------------------------------------------------------------------
 
-    cdef void _arm(self, int32_t s, int64_t when) noexcept nogil:
+    cdef void _arm(self, int32_t s, int64_t when, int64_t now) noexcept nogil:
+        # `now` is the real instant of the arming: the wheel is due to run at the deadline,
+        # or at once for a deadline already past (a backdated heartbeat, a field write), so
+        # such a deadline never makes the next run look late to the stall guard.
+        cdef int64_t run_at
         if when <= self._wheel.elapsed:
             when = self._wheel.elapsed + 1
         elif when - self._wheel.elapsed > MAX_AHEAD:
             when = self._wheel.elapsed + MAX_AHEAD
         wheel_insert(&self._wheel, self._agents, s, when)
-        if when * self._tick < self._next_due:
-            self._next_due = when * self._tick
+        run_at = when * self._tick
+        if run_at < now:
+            run_at = now
+        if run_at < self._next_due:
+            self._next_due = run_at
         if when < self._sleep_tick:
             self._sleep_tick = when
             self._wake_pending = True
 
-    cdef void _rearm(self, int32_t s) noexcept nogil:
+    cdef void _rearm(self, int32_t s, int64_t now) noexcept nogil:
         # Exact re-arm after a field changed behind the wheel's back.
         cdef Agent* a = &self._agents[s]
         wheel_remove(&self._wheel, self._agents, s)
         if (a.flags & F_CLOCK) and a.reported != ST_FAILED:
             self._arm(s, ceil_div(a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
-                                  self._tick))
+                                  self._tick), now)
+
+    cdef void _cross(self, int32_t s, int64_t bound, int64_t at, int64_t now) noexcept nogil:
+        # Report, in order, each crossing of slot s due by `bound` (detected at `at`), except
+        # those due during an observer stall's grace (the wheel convicts them after it).
+        cdef Agent* a = &self._agents[s]
+        cdef int64_t d
+        cdef int8_t new
+        while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
+            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+            if d > bound or (now < self._hold_until and d >= self._hold_from):
+                return
+            new = crossing_next(a.reported, a.threshold)
+            self._emit(s, a.reported, new, EV_CROSSING, d, at, a.last_wall)
+            a.reported = new
+
+    cdef void _settle(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
+        # The agent's last heartbeat becomes t (wall Unix seconds): report only what brings
+        # the reported state to the present one, the state of now - t. A recovery (at t)
+        # when the present state is less severe; nothing when it is still at least as
+        # severe. The crossings of the new silence that are already due (a backdated t) are
+        # the wheel's: re-armed in the past, it reports them at its next tick, each once,
+        # with their true deadlines, exactly as after a live heartbeat at t.
+        cdef Agent* a = &self._agents[s]
+        if a.reported != ST_HEALTHY and state_code(now - t, a.interval_ns, a.threshold) < a.reported:
+            self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY, a.last_mono + a.interval_ns,
+                       t if t < now else now, wall)
+            a.reported = ST_HEALTHY
+        a.last_mono = t
+        a.last_wall = wall
+        a.flags |= F_CLOCK | F_HB
 
     cdef int _emit(self, int32_t s, int prev, int new, int kind, int64_t deadline,
                    int64_t now, double wall) noexcept nogil:
@@ -390,7 +478,7 @@ cdef class _Core:
         while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
             d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
             if ceil_div(d, self._tick) > tick:
-                self._arm(s, ceil_div(d, self._tick))
+                self._arm(s, ceil_div(d, self._tick), now)
                 return
             new = crossing_next(a.reported, a.threshold)
             self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
@@ -468,6 +556,20 @@ cdef class _Core:
             PyList_SET_ITEM(ids, i, <object>item)
         self._events.append((ids, block))
         self._nev = start
+        if start == 0 and self._evcap > EV_KEEP:
+            # A storm's scratch goes back: memory held follows what is pending, not the
+            # largest advance ever seen.
+            PyMem_RawFree(self._ev)
+            self._ev = NULL
+            self._evcap = 0
+        self.queued += n
+        if self._queue_limit > 0:
+            # Bounded memory when the dispatcher cannot keep up (a callback that blocks):
+            # the oldest blocks go, counted; the newest is always kept.
+            while self.queued > self._queue_limit and len(self._events) > 1:
+                n = len(self._events.pop(0)[0])
+                self.queued -= n
+                self.dropped += n
         return 0
 
     # -- growth ---------------------------------------------------------------------
@@ -520,61 +622,93 @@ cdef class _Core:
 
     # -- registration -----------------------------------------------------------------
 
-    cdef int32_t _register(self, object agent_id, int64_t interval_ns, int32_t threshold,
-                           bint start_clock, int64_t now, double wall) except -2:
-        # With the lock held: -1 if already monitored, else the new slot.
+    cdef int32_t _claim(self, object agent_id, int64_t interval_ns, int32_t threshold,
+                        int64_t now, double wall) except -2:
+        # With the lock held: -1 if already monitored, else a slot prepared and indexed but
+        # not yet active (see _activate). The id's __hash__/__eq__ run only in the lookup
+        # and the index insert; if either raises, nothing has changed, and the insert is
+        # undone by _unclaim without running any user code.
         cdef int32_t s
+        cdef uint32_t gen
         cdef Agent* a
         if self._slot_of(agent_id) >= 0:
             return -1
         if self._nfree:
-            self._nfree -= 1
-            s = self._free[self._nfree]
+            s = self._free[self._nfree - 1]
+            gen = self._agents[s].gen
         else:
             if self._high == self._cap:
                 self._grow()
             if (self._high >> self._chunk_bits) == self._nchunks:
                 self._add_chunk()
             s = self._high
-            self._high += 1
-            self._agents[s].gen = self._gen_base
-        a = &self._agents[s]
+            gen = self._gen_base
+        a = &self._agents[s]          # a free slot: no flag set, nothing reads its fields
+        a.gen = gen
         a.interval_ns = interval_ns
         a.threshold = threshold
         a.reported = ST_HEALTHY
-        a.flags = F_ACTIVE | F_HIST
         a.head = 0
         a.count = 0
         a.last_wall = 0.0
         a.last_mono = now
         a.bucket = -1
+        self._started[s] = wall
+        self._index[agent_id] = <uint64_t>s | (<uint64_t>gen << 32)
+        if self._nfree:
+            self._nfree -= 1
+        else:
+            self._high += 1
+        return s
+
+    cdef int _unclaim(self, int32_t s, bint from_free) except -1:
+        # Undo the newest claim (its index entry is the dict's last one): no user code.
+        self._index.popitem()
+        if from_free:
+            self._free[self._nfree] = s
+            self._nfree += 1
+        else:
+            self._high -= 1
+        return 0
+
+    cdef void _activate(self, int32_t s, object agent_id, bint start_clock, int64_t now):
+        # Commit a claimed slot; runs no user code.
+        cdef Agent* a = &self._agents[s]
+        a.flags = F_ACTIVE | F_HIST
         self._seq[s] = self._next_seq
         self._next_seq += 1
-        self._started[s] = wall
+        self._ids[s] = agent_id
+        self.active += 1
         if start_clock:
             a.flags |= F_CLOCK
-            self._arm(s, ceil_div(now + interval_ns, self._tick))
-        if self._stopped:
-            old = self._stopped.pop(agent_id, None)
-            if old is not None:
-                self._stopped_total -= len(old[0])
-        self._ids[s] = agent_id
-        # Published last: lock-free readers see a fully initialised slot.
-        self._index[agent_id] = <uint64_t>s | (<uint64_t>a.gen << 32)
-        self.active += 1
-        return s
+            self._arm(s, ceil_div(now + a.interval_ns, self._tick), now)
 
     def start(self, agent_id, int64_t interval_ns, int32_t threshold, bint start_clock):
         """Register an agent; False if it is already monitored."""
         cdef int32_t s
+        cdef int64_t now
+        cdef bint from_free
         self._lock()
         try:
-            s = self._register(agent_id, interval_ns, threshold, start_clock,
-                               self._now_mono(), self._now_wall())
+            now = self._now_mono()
+            from_free = self._nfree > 0
+            s = self._claim(agent_id, interval_ns, threshold, now, self._now_wall())
+            if s < 0:
+                return False
+            if self._stopped:
+                # A history kept from an earlier monitoring is replaced by an empty one.
+                try:
+                    old = self._stopped.pop(agent_id, None)
+                except BaseException:
+                    self._unclaim(s, from_free)
+                    raise
+                if old is not None:
+                    self._stopped_total -= len(old[0])
+            self._activate(s, agent_id, start_clock, now)
         finally:
             self._unlock()
         self._after()
-        return s >= 0
+        return True
 
     def stop(self, agent_id):
         """Stop monitoring; the history is kept. False if the agent was not monitored."""
@@ -585,32 +719,52 @@ cdef class _Core:
             s = self._slot_of(agent_id)
             if s < 0:
                 return False
-            del self._index[agent_id]
             a = &self._agents[s]
-            wheel_remove(&self._wheel, self._agents, s)
-            meta = self._meta.pop(s, None)
+            hist = None
             if a.flags & F_HIST:
                 ts, order = self._ordered(s)
+                meta = self._meta.get(s)
                 if meta is not None:
                     meta = [meta[i] for i in order]
-                self._stopped[agent_id] = (ts, meta)
-                self._stopped_total += len(ts)
-                self._trim_stopped()
+                hist = (ts, meta)
+                # A monitored id has no stopped history: this insert appends, so popitem
+                # undoes it without running the id's __hash__ or __eq__ again.
+                self._stopped[agent_id] = hist
+            try:
+                del self._index[agent_id]
+            except BaseException:
+                if hist is not None:
+                    self._stopped.popitem()
+                raise
+            # Committed: no user code from here on.
+            self._meta.pop(s, None)
+            wheel_remove(&self._wheel, self._agents, s)
+            if hist is not None:
+                self._stopped_total += len(hist[0])
             a.flags = 0
             a.gen = (a.gen + 1) & GEN_MASK
             self._ids[s] = None
             self._free[self._nfree] = s
             self._nfree += 1
             self.active -= 1
+            self._trim_stopped(False)
         finally:
             self._unlock()
         return True
 
-    cdef int _trim_stopped(self) except -1:
+    cdef int _trim_stopped(self, bint strict) except -1:
         # Drop the oldest stopped histories beyond the limit (dicts keep insertion order).
+        # Popping hashes a stored id again; after a committed stop (not strict) an id that
+        # raises just stays until the next trim.
         while 0 <= self._stopped_limit < len(self._stopped):
             oldest = next(iter(self._stopped))
-            self._stopped_total -= len(self._stopped.pop(oldest)[0])
+            try:
+                old = self._stopped.pop(oldest)
+            except BaseException:
+                if strict:
+                    raise
+                return 0
+            self._stopped_total -= len(old[0])
         return 0
 
     def set_stopped_limit(self, int64_t limit):
@@ -618,7 +772,7 @@ cdef class _Core:
         self._lock()
         try:
             self._stopped_limit = limit
-            self._trim_stopped()
+            self._trim_stopped(True)
         finally:
             self._unlock()
 
@@ -653,63 +807,67 @@ cdef class _Core:
 
     # -- the hot path -----------------------------------------------------------------
 
-    cdef int _beat(self, int32_t s, int64_t now, double wall, object metadata) except -1:
-        # One heartbeat of slot s at (now, wall), with the lock held. Returns 1 when it
-        # queued events (crossings the wheel had not reached yet, a recovery), else 0.
+    cdef int _beat(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
+        # One heartbeat of slot s, with the lock held: recorded at t (monotonic ns, <= now;
+        # earlier for a backdated one) and `wall` (Unix s); `now` is the real instant. The
+        # caller stores any metadata. Returns 1 when it queued events, else 0.
         cdef Agent* a = &self._agents[s]
         cdef int32_t pos = a.head
-        cdef int64_t d, due
-        cdef int8_t new
+        cdef int64_t due
         cdef Py_ssize_t start
         self.heartbeats += 1
         self._ring(s)[pos] = wall
         a.head = pos + 1 if pos + 1 < self._hsize else 0
         if a.count < self._hsize:
             a.count += 1
-        if metadata or (a.flags & F_META):
-            self._store_meta(s, pos, metadata)
-        if not (a.reported != ST_HEALTHY or a.bucket < 0
-                or ((a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns)):
-            a.last_mono = now
+        if (a.reported == ST_HEALTHY and a.bucket >= 0 and now - t < a.interval_ns
+                and not ((a.flags & F_CLOCK) and t - a.last_mono >= a.interval_ns)):
+            # Healthy before and after, nothing due: the armed deadline is a lower bound of
+            # the new one (the wheel re-arms lazily).
+            a.last_mono = t
             a.last_wall = wall
             a.flags |= F_CLOCK | F_HB | F_HIST
             return 0
-        # Slow path: report crossings the wheel has not reached yet, recover, arm.
+        # Slow path: crossings the wheel has not reached yet, up to the heartbeat (they
+        # happened), then what the heartbeat makes true now, then the next deadline.
         start = self._nev
         if self._guard_ns > 0 and (a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns:
             self._check_stall(now)
-        while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
-            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
-            if d > now or (now < self._hold_until and d >= self._hold_from):
-                break   # not due, or due during an observer stall: the agent reported in grace
-            new = crossing_next(a.reported, a.threshold)
-            self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
-            a.reported = new
-        if a.reported != ST_HEALTHY:
-            self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY, a.last_mono + a.interval_ns, now, wall)
-            a.reported = ST_HEALTHY
-        a.last_mono = now
-        a.last_wall = wall
-        a.flags |= F_CLOCK | F_HB | F_HIST
-        due = ceil_div(now + a.interval_ns, self._tick)
-        if a.bucket < 0 or a.when > due:
-            # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending beyond
-            # the new DEGRADED one (I): move it in.
-            wheel_remove(&self._wheel, self._agents, s)
-            self._arm(s, due)
+        self._cross(s, t, t, now)
+        self._settle(s, t, wall, now)
+        a.flags |= F_HIST
+        if a.reported == ST_FAILED:
+            wheel_remove(&self._wheel, self._agents, s)   # nothing left to detect
+        else:
+            due = ceil_div(a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
+                           self._tick)
+            if a.bucket < 0 or a.when > due:
+                # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending beyond
+                # the new DEGRADED one (I): move it in.
+                wheel_remove(&self._wheel, self._agents, s)
+                self._arm(s, due, now)
         return 1 if self._nev > start else 0
 
     def record_heartbeat(self, agent_id, metadata=None):
         """Record a heartbeat now; False (nothing recorded) if the agent is not monitored."""
         cdef int32_t s
         cdef int queued = 0
-        if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        cdef int64_t now
+        cdef double wall
+        cdef bint has_meta = False
+        if metadata is not None:
+            if type(metadata) is not dict and not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+            has_meta = bool(metadata)   # user code: before anything changes
         self._lock()
         try:
             s = self._slot_of(agent_id)
             if s >= 0:
-                queued = self._beat(s, self._now_mono(), self._now_wall(), metadata)
+                now = self._now_mono()
+                wall = self._now_wall()
+                if has_meta or (self._agents[s].flags & F_META):
+                    self._store_meta(s, self._agents[s].head, metadata if has_meta else None)
+                queued = self._beat(s, now, wall, now)
                 if queued:
                     self._publish(0)
         finally:
@@ -730,7 +888,7 @@ cdef class _Core:
             lst = [None] * self._hsize
             self._meta[s] = lst
             self._agents[s].flags |= F_META
-        lst[pos] = metadata if metadata else None
+        lst[pos] = metadata
         return 0
 
     def check_agent_health(self, agent_id):
@@ -756,7 +914,8 @@ cdef class _Core:
         convicted until a grace period has passed, so agents can report first."""
         cdef int64_t now, target, due
         cdef Py_ssize_t start, n = 0
-        self._lock()
+        cdef int b
+        self._lock_urgent()
         try:
             now = self._now_mono()
             self._check_stall(now)
@@ -765,32 +924,50 @@ cdef class _Core:
             if now < self._hold_until:
                 target = min(target, self._hold_from // self._tick - 1)
             start = self._nev
-            with nogil:
-                if wheel_next(&self._wheel, &due) >= 0 and due <= target:
-                    self.lag_ns = now - due * self._tick
-                    if self.lag_ns > self.max_lag_ns:
-                        self.max_lag_ns = self.lag_ns
+            b = wheel_next(&self._wheel, &due)
+            if b >= 0 and due <= target:
+                self.lag_ns = now - due * self._tick
+                if self.lag_ns > self.max_lag_ns:
+                    self.max_lag_ns = self.lag_ns
+            if b >= 0 and due <= target and self._wheel.lanes[b] >= NOGIL_BUCKET:
+                # A storm: let other threads run Python meanwhile. A small advance keeps
+                # the GIL, since taking it back can cost a whole switch interval.
+                with nogil:
+                    n = self._advance_to(target, now)
+                    if n > 1:
+                        qsort(&self._ev[start], n, sizeof(Event), _event_order)
+            else:
                 n = self._advance_to(target, now)
                 if n > 1:
                     qsort(&self._ev[start], n, sizeof(Event), _event_order)
-                self._next_due = due * self._tick if wheel_next(&self._wheel, &due) >= 0 else INT64_MAX
+            self._next_due = due * self._tick if wheel_next(&self._wheel, &due) >= 0 else INT64_MAX
             self._publish(start)
         finally:
             self._unlock()
         return n
 
     def before_fork(self):
-        """Hold the lock across fork(), so the child never copies a half-done update."""
-        self._lock()
+        """Hold the lock across fork(), so the child never copies a half-done update. A
+        fork from inside the engine's own critical section (an id's __hash__, a finalizer)
+        already holds it: the lock is then left to that critical section."""
+        self._fork_locked = self._owner != PyThread_get_thread_ident()
+        if self._fork_locked:
+            self._lock()
 
     def after_fork_parent(self):
-        self._unlock()
+        if self._fork_locked:
+            self._fork_locked = False
+            self._unlock()
 
     def after_fork_child(self):
         # The child has one thread; the lock it copied was held by that thread's parent
-        # twin, so a fresh one is both correct and free.
-        pthread_mutex_init(&self._mutex, NULL)
-        self._owner = 0
+        # twin, so a fresh one is both correct and free (unless that thread is inside the
+        # critical section, which releases it as usual).
+        if self._fork_locked:
+            self._fork_locked = False
+            pthread_mutex_init(&self._mutex, NULL)
+            self._owner = 0
+        self._urgent = 0
         self.wake = None
 
     cdef void _check_stall(self, int64_t now) noexcept nogil:
@@ -830,12 +1007,20 @@ cdef class _Core:
         try:
             events = self._events
             self._events = []
+            self.queued = 0
         finally:
             self._unlock()
         return events
 
     def now(self):
         return self._now_mono(), self._now_wall()
+
+    def set_queue_limit(self, int64_t limit):
+        """Keep at most `limit` transitions waiting in take_events' queue (0: no limit):
+        past it the oldest blocks are dropped and counted in `dropped`."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self._queue_limit = limit
 
 
 include "_engine_views.pxi"

@@ -96,24 +96,26 @@ cdef class _Views(_Core):
             self._unlock()
 
     def set_field(self, agent_id, str field, value):
-        """Write-through for a `monitoring_agents` record: moves the wheel entry to match."""
+        """Write-through for the Part A record: moves the wheel entry to match. A
+        last_heartbeat write reports what it makes true now, as a backdated heartbeat
+        does (see _settle); the monotonic instant saturates far from int64's limits."""
         cdef int32_t s
         cdef Agent* a
         cdef int64_t now
         cdef double wall
+        cdef Py_ssize_t start = self._nev
+        cdef bint queued = False
         self._lock()
         try:
             s = self._slot_of(agent_id)
             if s < 0:
                 raise KeyError(agent_id)
             a = &self._agents[s]
+            now = self._now_mono()
             if field == "last_heartbeat":
                 if value:
-                    now = self._now_mono()
                     wall = self._now_wall()
-                    a.last_wall = value
-                    a.last_mono = now - <int64_t>round((wall - <double>value) * 1e9)
-                    a.flags |= F_CLOCK | F_HB
+                    self._settle(s, mono_before(now, wall - <double>value), <double>value, now)
                 else:
                     a.last_wall = 0.0
                     a.flags &= ~(F_CLOCK | F_HB)
@@ -127,9 +129,14 @@ cdef class _Views(_Core):
                 self._started[s] = value
             else:
                 raise KeyError(field)
-            self._rearm(s)
+            self._rearm(s, now)
+            queued = self._nev > start
+            if queued:
+                self._publish(start)
         finally:
             self._unlock()
+        if queued and self.notify is not None:
+            self.notify()
         self._after()
 
     # -- history --------------------------------------------------------------------------

@@ -25,8 +25,9 @@ threads claim chunks of agents from a shared atomic counter, so a CPU busy with 
 takes fewer of them.
 """
 
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree
 from libc.math cimport INFINITY, NAN, sqrt
+from libc.string cimport memchr
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "Python.h":
@@ -49,19 +50,22 @@ cdef extern from *:
 import os
 import threading
 
+from moai_flow_fast.analytics._phi import window_params
 from moai_flow_fast.analytics._stats_py import COLUMNS, _check  # the twin's, shared
+from moai_flow_fast.analytics._window_py import WINDOW_COLUMNS
 
 import numpy as np
 
-__all__ = ["COLUMNS", "interval_stats"]
+__all__ = ["COLUMNS", "WINDOW_COLUMNS", "interval_stats", "phi_windows"]
 
 
 cdef enum:
     NCOL = 9
     # numpy's pairwise summation: blocks of at most 128 summed with 8 accumulators.
     PW_BLOCKSIZE = 128
-    # A selection range of at most this many elements is finished by _rank_scatter.
-    SMALL = 12
+    # A selection range of at most this many elements is finished by a sorting network
+    # (_small_select); the scratch buffers hold SMALL doubles more than they need.
+    SMALL = 16
     # Wanted-rank arrays hold MAXR entries, padded after the last rank with RANK_END.
     MAXR = 8
     # Cache lines of the next agents' rings prefetched while one agent is processed.
@@ -72,6 +76,7 @@ cdef enum:
 # (a thread costs ~100 us to start; a record ~5 ns to process). Threads claim agents in
 # chunks of about _CHUNK_RECORDS records.
 _MIN_PARALLEL = 1 << 18
+cdef Py_ssize_t _NOGIL_RECORDS = 1 << 16   # records from which a call releases the GIL
 _MAX_THREADS = 8
 _CHUNK_RECORDS = 1 << 16
 
@@ -151,229 +156,7 @@ cdef double _pairwise_sqdev(const double* a, Py_ssize_t n, double m) noexcept no
     return _pairwise_sqdev(a, n2, m) + _pairwise_sqdev(a + n2, n - n2, m)
 
 
-# ---------------------------------------------------------------------------------------
-# Selection
-# ---------------------------------------------------------------------------------------
-
-cdef inline void _swap(double* a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
-    cdef double t = a[i]
-    a[i] = a[j]
-    a[j] = t
-
-
-cdef inline void _rank_scatter(const double* src, double* dst, Py_ssize_t lo,
-                               Py_ssize_t hi) noexcept nogil:
-    """Sort a small range without a branch: dst[lo..hi-1] = src[lo..hi-1] sorted (ties
-    in position order). Element i goes to lo + the number of elements before it that
-    are <= it plus the number after it that are < it (a permutation); O(m^2)
-    comparisons, but in loops the compiler vectorizes, with nothing to mispredict,
-    which beats insertion sort's one mispredicted exit per element for m <= ~16."""
-    cdef Py_ssize_t i, j, r
-    cdef double x
-    for i in range(lo, hi):
-        x = src[i]
-        r = lo
-        for j in range(lo, i):
-            r += src[j] <= x
-        for j in range(i + 1, hi):
-            r += src[j] < x
-        dst[r] = x
-
-
-cdef inline void _sift_down(double* a, Py_ssize_t root, Py_ssize_t n) noexcept nogil:
-    """Max-heap sift-down in the heap a[0..n-1]."""
-    cdef Py_ssize_t child
-    cdef double x = a[root]
-    while True:
-        child = 2 * root + 1
-        if child >= n:
-            break
-        if child + 1 < n and a[child] < a[child + 1]:
-            child += 1
-        if not (x < a[child]):
-            break
-        a[root] = a[child]
-        root = child
-    a[root] = x
-
-
-cdef inline void _heap_sort(double* a, Py_ssize_t n) noexcept nogil:
-    """Sort a[0..n-1]: the introselect fallback, O(n log n) whatever the data."""
-    cdef Py_ssize_t i
-    i = n // 2 - 1
-    while i >= 0:
-        _sift_down(a, i, n)
-        i -= 1
-    i = n - 1
-    while i > 0:
-        _swap(a, 0, i)
-        _sift_down(a, 0, i)
-        i -= 1
-
-
-cdef inline int _bit_length(Py_ssize_t n) noexcept nogil:
-    cdef int b = 0
-    while n > 0:
-        n >>= 1
-        b += 1
-    return b
-
-
-cdef inline Py_ssize_t _split(const double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
-                              double p, bint le) noexcept nogil:
-    """Out-of-place branch-free partition of src[lo..hi-1] into dst[lo..hi-1] around p:
-    returns i with dst[lo..i-1] < p <= dst[i..hi-1] (``x <= p`` instead of ``x < p`` if
-    ``le``).
-
-    Each element is stored at both frontiers, the left one ascending from lo and the
-    right one descending from hi-1, and only its own side's frontier advances (by the
-    0/1 comparison result): no branch to mispredict and, unlike an in-place Lomuto loop,
-    no load waiting on the previous iteration's store. After j elements with l of them
-    on the left, the right frontier is hi-1-(j-l) = (hi-1-lo-j) + (lo+l): a pointer
-    stepping down by one plus the left frontier, so the loop keeps a single counter.
-    The frontiers never cross while elements remain, so a store at the wrong frontier
-    lands on a slot that is filled later."""
-    cdef Py_ssize_t j, nl = lo
-    cdef double x
-    cdef double* right = dst + hi - 1 - lo     # right frontier = right[nl] (right -= 1 per step)
-    if le:
-        for j in range(lo, hi):
-            x = src[j]
-            dst[nl] = x
-            right[nl] = x
-            right -= 1
-            nl += x <= p
-    else:
-        for j in range(lo, hi):
-            x = src[j]
-            dst[nl] = x
-            right[nl] = x
-            right -= 1
-            nl += x < p
-    return nl
-
-
-cdef inline double _med3(double x, double y, double z) noexcept nogil:
-    """Median of three as max(min(x, y), min(max(x, y), z)): min/max instructions, no
-    branch."""
-    cdef double lo_ = x if x < y else y
-    cdef double hi_ = y if x < y else x
-    hi_ = hi_ if hi_ < z else z
-    return hi_ if lo_ < hi_ else lo_
-
-
-cdef inline int _count_below(const Py_ssize_t* ranks, Py_ssize_t i) noexcept nogil:
-    """The number of wanted ranks below i, i.e. the index of the first one >= i (ranks
-    ascending, MAXR entries padded with RANK_END): a fixed-length sum of 0/1 comparisons
-    instead of a search loop whose exit would be mispredicted."""
-    cdef int q, c = 0
-    for q in range(MAXR):
-        c += ranks[q] < i
-    return c
-
-
-cdef void _multiselect(double* src, double* dst, Py_ssize_t lo, Py_ssize_t hi,
-                       const Py_ssize_t* ranks, double* vals, int ra, int rb,
-                       int depth) noexcept nogil:
-    """Order statistics: vals[q] = the ranks[q]-th smallest of the multiset src[lo..hi-1]
-    for ra <= q < rb (ranks: MAXR entries, ascending, distinct, padded with RANK_END;
-    ranks[ra..rb-1] in [lo, hi), the others outside; no NaN in src). src and dst are
-    two scratch buffers over the same positions: a round partitions src[lo..hi-1] into
-    dst[lo..hi-1] (so rank r stays at position r in the surviving range) and continues on
-    the side(s) holding wanted ranks with the buffers' roles swapped.
-
-    Pivot: Tukey's ninther (64+ elements) or a median of 3. Ranges of at most SMALL
-    elements are finished by _rank_scatter, and wanted ranks at the very ends (the two
-    smallest or largest) by one min/max scan. A partition leaving more than 7/8 of the
-    range on the pivot's right (many keys equal to the pivot, e.g. identical intervals)
-    is followed by one splitting off the keys equal to it, so duplicates cost O(n);
-    after ``depth`` rounds a range is heap-sorted, so the worst case is O(n log n)."""
-    cdef Py_ssize_t m, mid, i, j, r
-    cdef int q, qa, qb
-    cdef double p, x, y, z
-    cdef double* tmp
-    while ra < rb:
-        m = hi - lo
-        if m <= SMALL:
-            _rank_scatter(src, dst, lo, hi)
-            for q in range(ra, rb):
-                vals[q] = dst[ranks[q]]
-            return
-        if depth == 0:
-            _heap_sort(src + lo, m)
-            for q in range(ra, rb):
-                vals[q] = src[ranks[q]]
-            return
-        if ranks[rb - 1] <= lo + 1:
-            # Only the smallest one or two are wanted: one scan keeps the two smallest
-            # (b = min(b, max(a, x)) is the new second smallest before a = min(a, x)).
-            x = src[lo]
-            y = src[lo + 1]
-            p = x if x < y else y
-            z = y if x < y else x
-            for j in range(lo + 2, hi):
-                x = src[j]
-                y = p if p > x else x
-                z = z if z < y else y
-                p = p if p < x else x
-            for q in range(ra, rb):
-                vals[q] = p if ranks[q] == lo else z
-            return
-        if ranks[ra] >= hi - 2:
-            # Only the largest one or two: the mirror image.
-            x = src[hi - 1]
-            y = src[hi - 2]
-            p = x if x > y else y
-            z = y if x > y else x
-            for j in range(lo, hi - 2):
-                x = src[j]
-                y = p if p < x else x
-                z = z if z > y else y
-                p = p if p > x else x
-            for q in range(ra, rb):
-                vals[q] = p if ranks[q] == hi - 1 else z
-            return
-        depth -= 1
-        if m >= 64:
-            # Pivot: Tukey's ninther, the median of the medians of three triples
-            # spaced m/8 (m >> 3) apart.
-            j = m >> 3
-            mid = lo + (m >> 1)
-            p = _med3(_med3(src[lo], src[lo + j], src[lo + 2 * j]),
-                      _med3(src[mid - j], src[mid], src[mid + j]),
-                      _med3(src[hi - 1 - 2 * j], src[hi - 1 - j], src[hi - 1]))
-        else:
-            # Pivot: the median of the first, middle and last elements.
-            p = _med3(src[lo], src[lo + (m >> 1)], src[hi - 1])
-        i = _split(src, dst, lo, hi, p, False)      # dst[lo..i-1] < p <= dst[i..hi-1]
-        tmp = src
-        src = dst
-        dst = tmp
-        # Wanted ranks below i: ra..qb-1 on the left.
-        qb = _count_below(ranks, i)
-        if hi - i > m - (m >> 3):
-            # Mostly >= p: split off the keys equal to p (they are the ranks i..j-1).
-            j = _split(src, dst, i, hi, p, True)    # dst[i..j-1] == p < dst[j..hi-1]
-            # (the left part src[lo..i-1] is not copied: it is recursed on in src)
-            qa = qb
-            qb = _count_below(ranks, j)
-            for q in range(qa, qb):
-                vals[q] = p
-            if qa > ra:
-                _multiselect(src, dst, lo, i, ranks, vals, ra, qa, depth)
-            ra = qb
-            lo = j
-            tmp = src
-            src = dst
-            dst = tmp
-            continue
-        if qb > ra:
-            if qb == rb:                # everything wanted is on the left
-                hi = i
-                continue
-            _multiselect(src, dst, lo, i, ranks, vals, ra, qb, depth)
-        ra = qb
-        lo = i
+include "_stats_select.pxi"
 
 
 cdef inline double _lerp(double a, double b, double t) noexcept nogil:
@@ -573,36 +356,66 @@ cdef inline void _agent(const double* row, Py_ssize_t H, Py_ssize_t head, Py_ssi
                              vi - <double>k)
 
 
+include "_stats_window.pxi"
+include "_stats_lanes.pxi"
+
+
 cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
                const int32_t[::1] counts, const int64_t[::1] rows, double lo, double hi,
                double[:, ::1] out, Py_ssize_t start, Py_ssize_t i0, Py_ssize_t i1,
-               double* buf) noexcept nogil:
-    cdef Py_ssize_t i, j, H = ring.shape[1]
+               double* buf, Py_ssize_t stride, const WindowParams* w,
+               const LaneNet* net) noexcept nogil:
+    """Agents i0 .. i1-1: interval statistics (eight at a time through the lanes where
+    ``net.n`` is not 0), or Akka windows if ``w`` is not NULL."""
+    cdef Py_ssize_t i, j, k, H = ring.shape[1]
     cdef Py_ssize_t lines = (H + 7) >> 3      # 8 doubles per 64-byte cache line
     cdef bint whole = lo == -INFINITY and hi == INFINITY
+    cdef bint lanes = w == NULL and net.n != 0 and whole
     cdef const char* p
     if lines > PREFETCH_LINES:
         lines = PREFETCH_LINES
-    for i in range(i0, i1):
+    i = i0
+    while i < i1:
+        if lanes and i + LANES <= i1:
+            # The rings are read once: fetch the next eight agents' while these are done.
+            for k in range(i + LANES, min(i + 2 * LANES, i1)):
+                p = <const char*>&ring[rows[k], 0]
+                for j in range(lines):
+                    __builtin_prefetch(p + 64 * j)
+            if _agents8(ring, heads, counts, rows, i, net, buf + 2 * stride, buf,
+                        buf + stride, out, start):
+                i += LANES
+                continue
         # The rings are read once: fetch agent i+AHEAD's while agent i is computed.
         if i + PREFETCH_AHEAD < i1:
             p = <const char*>&ring[rows[i + PREFETCH_AHEAD], 0]
             for j in range(lines):
                 __builtin_prefetch(p + 64 * j)
-        _agent(&ring[rows[i], 0], H, heads[i], counts[i], lo, hi, whole, buf, buf + H,
-               &out[start + i, 0])
+        if w == NULL:
+            _agent(&ring[rows[i], 0], H, heads[i], counts[i], lo, hi, whole, buf,
+                   buf + stride, &out[start + i, 0])
+        else:
+            _window_agent(&ring[rows[i], 0], H, heads[i], counts[i], w, buf, stride,
+                          &out[start + i, 0])
+        i += 1
 
 
 cdef int _run_claim(const double[:, ::1] ring, const int32_t[::1] heads,
                     const int32_t[::1] counts, const int64_t[::1] rows, double lo, double hi,
                     double[:, ::1] out, Py_ssize_t start, Py_ssize_t* next_agent,
-                    Py_ssize_t chunk) noexcept nogil:
+                    Py_ssize_t chunk, const WindowParams* w,
+                    const LaneNet* net) noexcept nogil:
     """One worker: allocate scratch buffers, then claim chunks of agents from the shared
     counter until none is left (dynamic scheduling: a worker whose CPU is also busy with
     something else simply claims fewer chunks). Returns -1 if the buffers cannot be
     allocated (the chunks are then left to the other workers)."""
     cdef Py_ssize_t H = ring.shape[1], n = heads.shape[0], i0, i1
-    cdef double* buf = <double*>PyMem_RawMalloc(2 * (H if H > 0 else 1) * sizeof(double))
+    # Two buffers for the statistics (and LANES for the lanes' vectors), five for the
+    # windows; SMALL doubles of slack each (the sorting networks read past a range's end),
+    # zeroed so that all is initialised.
+    cdef Py_ssize_t stride = H + SMALL
+    cdef double* buf = <double*>PyMem_RawCalloc((2 + LANES if w == NULL else 5) * stride,
+                                                sizeof(double))
     if buf == NULL:
         return -1
     while True:
@@ -610,7 +423,7 @@ cdef int _run_claim(const double[:, ::1] ring, const int32_t[::1] heads,
         if i0 >= n:
             break
         i1 = i0 + chunk if i0 + chunk < n else n
-        _run(ring, heads, counts, rows, lo, hi, out, start, i0, i1, buf)
+        _run(ring, heads, counts, rows, lo, hi, out, start, i0, i1, buf, stride, w, net)
     PyMem_RawFree(buf)
     return 0
 
@@ -663,10 +476,13 @@ def _order_statistics(values, ranks, int depth=-1):
     padded = np.full(MAXR, RANK_END, dtype=np.intp)
     padded[:nr] = wanted
     cdef Py_ssize_t[::1] r = padded
-    cdef double[::1] scratch = np.empty(max(n, 1))
+    # Both buffers SMALL doubles longer than the data (the sorting networks read past it).
+    cdef double[::1] work = np.zeros(n + SMALL)
+    cdef double[::1] scratch = np.zeros(n + SMALL)
     cdef double[::1] vals = np.empty(MAXR)
+    work[:n] = a
     if nr:
-        _multiselect(&a[0], &scratch[0], 0, n, &r[0], &vals[0], 0, nr, depth)
+        _multiselect(&work[0], &scratch[0], 0, n, &r[0], &vals[0], 0, nr, depth)
     return dict(zip(wanted.tolist(), np.asarray(vals)[:nr].tolist()))
 
 
@@ -681,6 +497,48 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
     Runs without the GIL; large calls are split over the CPUs.
     """
     _check(ring, heads, counts, rows, lo, hi, out, start)
+    _launch(ring, heads, counts, rows, lo, hi, out, start, None)
+
+
+def phi_windows(ring, heads, counts, rows, lo, hi, out, start, *, threshold=8.0,
+                min_std_deviation_ms=100.0, acceptable_heartbeat_pause_ms=0.0,
+                first_heartbeat_estimate_ms=1000.0):
+    """Akka's phi-accrual window of the selected agents' history rings into ``out``.
+
+    Arguments as for ``interval_stats`` (``lo`` and ``hi`` are accepted for the kernel's
+    signature and ignored: the window always reads the whole ring); the keywords as in
+    Akka's ``PhiAccrualFailureDetector`` (validated by ``_phi.window_params``). Row
+    ``start + i`` of ``out`` gets ``WINDOW_COLUMNS`` (then NaN): the count, mean and
+    standard deviation (ms) of the intervals in the window after the agent's newest
+    heartbeat, the number of seed intervals still in it, and the number of intervals left
+    out (each ended an outage). See ``_window_py`` for the exact semantics.
+    Runs without the GIL; large calls are split over the CPUs.
+    """
+    _check(ring, heads, counts, rows, lo, hi, out, start)
+    params = window_params(ring.shape[1], threshold, min_std_deviation_ms,
+                           acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
+    _launch(ring, heads, counts, rows, lo, hi, out, start, params)
+
+
+def _launch(ring, heads, counts, rows, lo, hi, out, start, params):
+    """Run the kernel (interval statistics if ``params`` is None, else the Akka windows of
+    the WindowParams values in ``params``) on checked arguments."""
+    cdef WindowParams wp
+    cdef const WindowParams* wptr = NULL
+    cdef LaneNet net
+    cdef const int32_t[::1] pairs
+    cdef Py_ssize_t nl = ring.shape[1] - 1
+    if params is not None:
+        wp.first, wp.pause, wp.min_var, wp.ys, wp.cap = params
+        wp.ys2 = wp.ys * wp.ys
+        wptr = &wp
+    net.n = 0
+    if (params is None and _simd and LANES_MIN_N <= nl <= LANES_MAX_N
+            and lo == -INFINITY and hi == INFINITY and heads.shape[0] >= LANES):
+        pairs = _lane_network(nl)
+        net.pairs = &pairs[0]
+        net.npairs = pairs.shape[0] // 2
+        net.n = nl
     cdef const double[:, ::1] ring_v = ring
     cdef const int32_t[::1] heads_v = heads
     cdef const int32_t[::1] counts_v = counts
@@ -692,7 +550,14 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
     cdef int rc = 0
     if n == 0:
         return
-    with nogil:
+    # A small call keeps the GIL: taking it back after releasing can cost a whole switch
+    # interval when another thread is busy in Python (issue 10: calls keep their speed
+    # while the dispatcher delivers a storm).
+    cdef bint release = <Py_ssize_t>n * H >= _NOGIL_RECORDS
+    if release:
+        with nogil:
+            rc = _bad_index(heads_v, counts_v, rows_v, R, H)
+    else:
         rc = _bad_index(heads_v, counts_v, rows_v, R, H)
     if rc == 1:
         raise ValueError(f"rows must be in [0, {R}) (ring rows)")
@@ -710,9 +575,13 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
 
     def work():
         cdef int r
-        with nogil:
+        if release:
+            with nogil:
+                r = _run_claim(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st,
+                               &next_agent[0], chunk, wptr, &net)
+        else:
             r = _run_claim(ring_v, heads_v, counts_v, rows_v, lo_d, hi_d, out_v, st,
-                           &next_agent[0], chunk)
+                           &next_agent[0], chunk, wptr, &net)
         if r != 0:
             errors.append(MemoryError())
 

@@ -6,8 +6,9 @@ References are written here from the issue's definitions, never from the package
   (linear) / last of the timestamps returned by get_heartbeat_history. Tolerance:
   rtol 1e-9, plus atol 1e-12 s only so that an exact 0 (std of one interval) may compare
   with rounding noise.
-- phi: Akka's scalar formula (see `akka_phi`), with elapsed time taken from the virtual
-  clock. Tolerance: rtol 1e-9, plus atol 1e-14 for the cancellation in Akka's own
+- phi: Akka's detector (the scalar transcription `AkkaDetector` of test_phi_akka.py)
+  replayed over each agent's history, with elapsed time taken from the virtual clock.
+  Tolerance: rtol 1e-9, plus atol 1e-14 for the cancellation in Akka's own
   -log10(1 - 1/(1 + e)) where phi is tiny (< 1e-5). Where Akka's exp underflows (phi
   > ~300, Akka: +inf) only "phi is finite and >= 299" is asserted.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from hb_model import Recorder
 from hb_model import snapshot as monitor_snapshot
+from test_phi_akka import replay
 
 from moai_flow_fast import HealthState
 
@@ -56,22 +58,16 @@ def ref_stats(ts, lo=-math.inf, hi=math.inf):
     return (len(iv), iv.mean(), iv.std(), iv.min(), iv.max(), p50, p95, p99, iv[-1])
 
 
-def akka_phi(elapsed_ms, intervals_ms, *, min_std=100.0, pause=0.0, estimate=1000.0):
-    """Akka's PhiAccrualFailureDetector.phi, scalar, as stated in the issue."""
+def akka_phi(elapsed_ms, intervals_ms, *, min_std=100.0, pause=0.0, estimate=1000.0,
+             window=99, threshold=8.0):
+    """Akka's PhiAccrualFailureDetector after a first heartbeat and these intervals (the
+    agent's history; none: its clock started at registration), `elapsed_ms` later."""
     if elapsed_ms is None:
         return 0.0                       # never heartbeated
-    if len(intervals_ms) < 2:
-        mean, std = estimate, estimate / 4
-    else:
-        mean, std = float(np.mean(intervals_ms)), float(np.std(intervals_ms))
-    mean += pause
-    std = max(std, min_std)
-    y = (elapsed_ms - mean) / std
-    z = -y * (1.5976 + 0.070566 * y * y)
-    e = math.exp(z) if z < 709 else math.inf          # the JVM's exp overflows to inf
-    if elapsed_ms > mean:
-        return -math.log10(e / (1 + e)) if e > 0 else math.inf
-    return -math.log10(1 - 1 / (1 + e))
+    detector = replay(intervals_ms, threshold=threshold, max_sample_size=window,
+                      min_std_deviation_ms=min_std, acceptable_heartbeat_pause_ms=pause,
+                      first_heartbeat_estimate_ms=estimate)
+    return detector.phi(elapsed_ms)
 
 
 def assert_stats_equal(got, ref_rows):
@@ -220,6 +216,7 @@ PHI_PARAMS = [
     {"min_std_deviation_ms": 500.0, "acceptable_heartbeat_pause_ms": 0.0},
     {"min_std_deviation_ms": 1.0, "acceptable_heartbeat_pause_ms": 1000.0,
      "first_heartbeat_estimate_ms": 3000.0},
+    {"threshold": 1.5, "min_std_deviation_ms": 20.0},
 ]
 
 
@@ -233,7 +230,8 @@ def _phi_reference(m, last, now_ns, ids, params):
         out.append(akka_phi(elapsed, np.diff(ts) * 1e3,
                             min_std=params.get("min_std_deviation_ms", 100.0),
                             pause=params.get("acceptable_heartbeat_pause_ms", 0.0),
-                            estimate=estimate))
+                            estimate=estimate, window=m.history_size - 1,
+                            threshold=params.get("threshold", 8.0)))
     return np.array(out)
 
 
@@ -244,7 +242,7 @@ def _assert_phi(got, ref):
     assert np.isfinite(got[~finite]).all() and (got[~finite] >= 299).all()
 
 
-@pytest.mark.parametrize("params", PHI_PARAMS, ids=["default", "pause", "wide", "tight"])
+@pytest.mark.parametrize("params", PHI_PARAMS, ids=["default", "pause", "wide", "tight", "threshold"])
 def test_phi_matches_akka_formula(gridded, vclock, params):
     m, last, _ = gridded
     ids = list(m.monitoring_agents)
@@ -275,7 +273,8 @@ def test_phi_at_a_later_instant_and_by_ids(gridded, vclock):
 
 
 def test_phi_first_heartbeat_estimate(make_monitor, vclock):
-    """Fewer than 2 intervals: mean = estimate, std = estimate / 4."""
+    """The window starts with the seeds estimate -/+ estimate / 4 (one heartbeat: mean =
+    estimate, std = estimate / 4), and keeps them beside the first intervals."""
     m = make_monitor(interval_ms=800)
     m.start_monitoring_many(["zero", "one", "two", "three", "never"])
     m.record_heartbeats(["one", "two", "three"])

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
 from moai_flow_fast.core._events import AlertBatch
+from moai_flow_fast.core._rules import state_code
 
 START = 1000.0
 WALL_START = 1_700_000_000.0
@@ -191,6 +192,18 @@ class Twin:
                 exp.append(False)
                 continue
             set_ns(self.cb, eff)
+            if kind == "ok" and live and eff < t1:
+                # Issue 10: a backdated heartbeat recovers only an agent that is less
+                # severe now (at t1) than reported; a live one at eff always does. Where
+                # the two differ, this heartbeat is taken at t1 instead (test_replay.py
+                # covers the backdated rule itself).
+                interval_ns, threshold, *_ = self.B._engine.info(aid)
+                reported = max(self.B.monitoring_agents[aid]["last_state"].severity,
+                               self.B.check_agent_health(aid).severity)
+                if 0 < reported <= state_code(t1 - eff, interval_ns, threshold):
+                    cursor = eff = t1
+                    stamps[-1] = wall_of(t1)
+                    set_ns(self.cb, eff)
             ok = self.B.record_heartbeat(aid)
             assert ok == live, self.trace
             if ok:
@@ -491,20 +504,30 @@ def test_record_heartbeats_repeats_and_timestamps(make_monitor, vclock):
 
 def test_record_heartbeats_finds_crossings_and_recovers_like_loop(make_monitor, vclock):
     """A heartbeat older than now but after a threshold: the crossings up to it are
-    reported, then the recovery; as record_heartbeat would at that instant."""
+    reported (they happened); then a recovery only if the agent is less severe now than
+    reported (issue 10: a backdated heartbeat reports only what is true now)."""
     m = make_monitor(interval_ms=1000, failure_threshold=3)
     rec = Recorder().install(m, recovery=True)
-    m.start_monitoring("a")
-    m.record_heartbeat("a")               # at 1000.0
+    m.start_monitoring_many(["a", "b"])
+    m.record_heartbeats(["a", "b"])       # at 1000.0
     vclock.advance(5)                     # no advance(): the wheel has not looked
+    # a: 2.5 s ago -> CRITICAL now, as reported after the crossings: no recovery
     m.record_heartbeats(["a"], [WALL_START + 2.5])
     assert rec.simple() == [("alert", "a", HealthState.DEGRADED),
-                            ("alert", "a", HealthState.CRITICAL),
-                            ("recovery", "a", "critical")]
-    details = [e[3] for e in rec.events]
-    assert [d["elapsed_seconds"] for d in details] == [2.5, 2.5, 2.5]
-    assert details[2]["downtime_seconds"] == 1.5
+                            ("alert", "a", HealthState.CRITICAL)]
+    assert [d["elapsed_seconds"] for *_, d in rec.events] == [2.5, 2.5]
     assert m.check_agent_health("a") is HealthState.CRITICAL      # 2.5 s since then
+    rec.take()
+    # b: 0.5 s ago -> HEALTHY now: D, C, F up to the heartbeat, then the recovery
+    m.record_heartbeats(["b"], [WALL_START + 4.5])
+    assert rec.simple() == [("alert", "b", HealthState.DEGRADED),
+                            ("alert", "b", HealthState.CRITICAL),
+                            ("alert", "b", HealthState.FAILED),
+                            ("recovery", "b", "failed")]
+    details = [e[3] for e in rec.events]
+    assert [d["elapsed_seconds"] for d in details] == [4.5] * 4
+    assert details[3]["downtime_seconds"] == 3.5
+    assert m.check_agent_health("b") is HealthState.HEALTHY
 
 
 # ----------------------------------------------------------------------------------------

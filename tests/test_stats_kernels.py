@@ -132,6 +132,7 @@ def test_many_agents_one_call(mod):
     check(mod, ring, heads, counts, rows, T0 + 20.0, T0 + 150.0)
 
 
+@pytest.mark.compiled
 @pytest.mark.skipif(not BITWISE, reason="bit-identity is claimed for x86-64 (no FMA contraction)")
 def test_compiled_is_numpy_to_the_bit():
     """The compiled kernel replicates numpy's pairwise summation and percentile
@@ -147,6 +148,7 @@ def test_compiled_is_numpy_to_the_bit():
                                   equal_nan=True)
 
 
+@pytest.mark.compiled
 def test_compiled_threads_match(monkeypatch):
     """A call big enough to be split over threads gives the same rows."""
     c = load("compiled")
@@ -252,6 +254,7 @@ def test_read_only_inputs(mod):
     check(mod, ring, heads, counts, rows)
 
 
+@pytest.mark.compiled
 def test_compiled_and_pure_agree():
     c, p = load("compiled"), load("pure")
     rng = np.random.default_rng(21)
@@ -265,6 +268,7 @@ def test_compiled_and_pure_agree():
                                       "p99", "last")
 
 
+@pytest.mark.compiled
 def test_compiled_order_statistics_hook():
     """The multi-rank selection, including its heap-sort fallback (depth 0..2)."""
     c = load("compiled")

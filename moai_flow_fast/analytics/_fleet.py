@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from ..core._batch import Batch, Defaults
 from ..core._contract import Engine, Kernel
 from ..core._rules import STATES
+from ._phi import phi, window_params
 from ._stats_py import COLUMNS
 
 __all__ = ["STATS_DTYPE", "Fleet", "Snapshot", "kernel_for"]
@@ -48,6 +50,18 @@ def kernel_for(engine_name: str) -> Kernel:
     return kernel
 
 
+def _windows_for(kernel: Kernel) -> Kernel:
+    """The Akka-window kernel (``phi_windows``) that goes with an interval-statistics
+    kernel: the pure twin's with the pure one, else the compiled one."""
+    from . import _stats_py, _window_py
+
+    if kernel is _stats_py.interval_stats:
+        return _window_py.phi_windows
+    from . import _stats_c
+
+    return _stats_c.phi_windows
+
+
 def _time_range(time_range: Any) -> tuple[float, float]:
     if time_range is None:
         return -math.inf, math.inf
@@ -64,12 +78,13 @@ def _time_range(time_range: Any) -> tuple[float, float]:
 class Fleet:
     """Questions asked of all agents at once, answered in compiled passes."""
 
-    __slots__ = ("_batch", "_defaults", "_engine", "_kernel")
+    __slots__ = ("_batch", "_defaults", "_engine", "_kernel", "_windows")
 
     def __init__(self, engine: Engine, kernel: Kernel, batch: Batch, defaults: Defaults
                  ) -> None:
         self._engine = engine
         self._kernel = kernel
+        self._windows = _windows_for(kernel)
         self._batch = batch
         self._defaults = defaults
 
@@ -79,55 +94,80 @@ class Fleet:
         lo, hi = _time_range(time_range)
         handles = self._batch.all_or(agent_ids)
         raw = self._engine.interval_stats(handles, lo, hi, self._kernel)
-        out = np.empty(len(handles), dtype=STATS_DTYPE)
-        out["handle"] = handles
-        out["count"] = raw[:, 0]
-        for j, name in enumerate(COLUMNS[1:], start=1):
-            out[name] = raw[:, j]
-        return out
+        # The structured rows are 10 packed 8-byte fields: fill them as a (n, 10) array
+        # (two column copies and one block copy) and view it, instead of ten strided
+        # field assignments (5x slower at 10^6 agents).
+        n = len(handles)
+        rows = np.empty((n, 1 + len(COLUMNS)), dtype=np.float64)
+        rows[:, 1:] = raw
+        whole = rows.view(np.int64)
+        whole[:, 0] = handles
+        whole[:, 1] = raw[:, 0]              # the count, exact in float64
+        return rows.view(STATS_DTYPE).reshape(n)
 
     def snapshot(self, *, min_std_deviation_ms: float = 100.0,
                  acceptable_heartbeat_pause_ms: float = 0.0,
-                 first_heartbeat_estimate_ms: float | None = None) -> Snapshot:
+                 first_heartbeat_estimate_ms: float | None = None,
+                 threshold: float = 8.0) -> Snapshot:
         """See HeartbeatMonitor.snapshot."""
-        ids, handles, states, elapsed, count, mean, std, now, wall = self._engine.snapshot()
+        params = self._params(min_std_deviation_ms, acceptable_heartbeat_pause_ms,
+                              first_heartbeat_estimate_ms, threshold)
+        ids, handles, states, elapsed, _, _, _, now, wall = self._engine.snapshot()
         elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
-        phis = self._phi_of(elapsed_ms, mean, std, count, min_std_deviation_ms,
-                            acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
+        phis = self._phi_of(handles, elapsed_ms, params)
         tally = np.bincount(states.astype(np.intp), minlength=4)
         counts = {state.value: int(tally[i]) for i, state in enumerate(STATES)}
         return Snapshot(ids, handles, states, elapsed_ms, phis, counts, now / 1e9, wall)
 
     def phi(self, agent_ids: Any = None, now: float | None = None, *,
             min_std_deviation_ms: float = 100.0, acceptable_heartbeat_pause_ms: float = 0.0,
-            first_heartbeat_estimate_ms: float | None = None
+            first_heartbeat_estimate_ms: float | None = None, threshold: float = 8.0
             ) -> np.ndarray[Any, np.dtype[np.float64]]:
         """See HeartbeatMonitor.phi."""
-        _, handles, _, elapsed, count, mean, std, mono, _ = self._engine.snapshot()
-        elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
+        params = self._params(min_std_deviation_ms, acceptable_heartbeat_pause_ms,
+                              first_heartbeat_estimate_ms, threshold)
         if now is not None:
             if isinstance(now, bool) or not isinstance(now, (int, float)):
                 raise TypeError(f"now must be monotonic seconds, got {type(now).__name__}")
             if not math.isfinite(now):
                 raise ValueError(f"now must be finite, got {now!r}")
+        wanted = None if agent_ids is None else self._batch.all_or(agent_ids)
+        _, handles, _, elapsed, _, _, _, mono, _ = self._engine.snapshot()
+        elapsed_ms = np.where(elapsed >= 0, elapsed / 1e6, np.nan)
+        if now is not None:
             elapsed_ms = elapsed_ms + (now - mono / 1e9) * 1e3
-        phis = self._phi_of(elapsed_ms, mean, std, count, min_std_deviation_ms,
-                            acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
-        if agent_ids is None:
-            return phis
-        wanted = self._batch.all_or(agent_ids)
-        position = {h: i for i, h in enumerate(handles.tolist())}
-        return np.array([phis[position[h]] if h in position else np.nan
-                         for h in wanted.tolist()], dtype=np.float64)
+        if wanted is None:
+            return self._phi_of(handles, elapsed_ms, params)
+        # Where each wanted handle sits in the snapshot (NaN for those not monitored).
+        order = np.argsort(handles, kind="stable")
+        at = np.minimum(np.searchsorted(handles[order], wanted), max(len(handles) - 1, 0))
+        found = (handles[order[at]] == wanted) if len(handles) else np.zeros(len(wanted), bool)
+        out = np.full(len(wanted), np.nan)
+        if found.any():
+            out[found] = self._phi_of(wanted[found], elapsed_ms[order[at[found]]], params)
+        return out
 
-    def _phi_of(self, elapsed_ms: Any, mean_s: Any, std_s: Any, count: Any, min_std: float,
-                pause: float, first: float | None) -> np.ndarray[Any, np.dtype[np.float64]]:
-        from ._phi import phi
-
+    def _params(self, min_std: Any, pause: Any, first: Any, threshold: Any
+                ) -> dict[str, Any]:
+        """The detector's keywords, checked now (errors name the argument), with the
+        first-heartbeat estimate defaulting to the monitor's default interval."""
         estimate = float(self._defaults.interval_ms) if first is None else first
-        return phi(elapsed_ms, mean_s * 1e3, std_s * 1e3, count,
-                    min_std_deviation_ms=min_std, acceptable_heartbeat_pause_ms=pause,
-                    first_heartbeat_estimate_ms=estimate)
+        window_params(2, threshold, min_std, pause, estimate)
+        return {"threshold": threshold, "min_std_deviation_ms": min_std,
+                "acceptable_heartbeat_pause_ms": pause,
+                "first_heartbeat_estimate_ms": estimate}
+
+    def _phi_of(self, handles: Any, elapsed_ms: Any, params: dict[str, Any]
+                ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Phi of these agents: each one's Akka window (one pass over the history rings)
+        and its silence; an agent without a record is judged against the seeds."""
+        windows = self._engine.interval_stats(handles, -math.inf, math.inf,
+                                              partial(self._windows, **params))
+        return phi(elapsed_ms, windows[:, 1], windows[:, 2], windows[:, 0],
+                   min_std_deviation_ms=params["min_std_deviation_ms"],
+                   acceptable_heartbeat_pause_ms=params["acceptable_heartbeat_pause_ms"],
+                   first_heartbeat_estimate_ms=params["first_heartbeat_estimate_ms"],
+                   min_samples=1)
 
     def to_pandas(self) -> Any:
         """See HeartbeatMonitor.to_pandas."""

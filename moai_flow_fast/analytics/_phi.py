@@ -1,5 +1,6 @@
 """Phi-accrual suspicion (Hayashibara et al. 2004), in the form of Akka's
-``PhiAccrualFailureDetector``, vectorised with numpy (issue 3, item 6).
+``PhiAccrualFailureDetector``, vectorised with numpy (issue 3, item 6); the window it is
+judged against is rebuilt as Akka's by the ``phi_windows`` kernels (``_window_py``).
 
 For one agent with interval history of mean ``mu`` and standard deviation ``sigma`` (ms)::
 
@@ -14,6 +15,10 @@ An agent with fewer than ``min_samples`` intervals is judged against the first-h
 estimate instead: ``mu = first_heartbeat_estimate_ms``, ``sigma = mu / 4`` (the two
 synthetic intervals mu -/+ mu/4 Akka seeds its history with). An agent that never
 heartbeated (``elapsed_ms`` NaN) has phi 0.0, as in Akka.
+
+``window_params`` checks the detector's parameters for the window kernels and turns the
+threshold into the ``y`` at which phi reaches it (phi is increasing in ``y``), so that a
+kernel judges "available" (Akka: ``phi < threshold``) as ``y < y_threshold``.
 
 Numerics: both of Akka's branches equal ``log10(1 + exp(z))`` with
 ``z = y * (1.5976 + 0.070566 * y * y)``; it is evaluated here as the stable softplus
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["phi"]
+__all__ = ["phi", "window_params", "y_threshold"]
 
 _A = 1.5976
 _B = 0.070566
@@ -131,3 +136,33 @@ def phi(elapsed_ms: Any, mean_ms: Any, std_ms: Any, count: Any, *,
     out[np.isnan(e)] = 0.0
     out[e == np.inf] = np.inf
     return out.reshape(shape)
+
+
+def y_threshold(threshold: float) -> float:
+    """The ``y`` at which phi equals ``threshold`` (> 0): the root of
+    ``A*y + B*y**3 = ln(10**threshold - 1)``, by Newton's method from above (the cubic is
+    increasing, and convex on the root's side of 0, so the iterates fall monotonically)."""
+    t = threshold * _LN10
+    z = t + math.log(-math.expm1(-t))          # ln(10**threshold - 1), without overflow
+    sign, z = (1.0, z) if z >= 0 else (-1.0, -z)
+    y = min(z / _A, (z / _B) ** (1.0 / 3.0))   # >= the root
+    for _ in range(200):
+        step = (_A * y + _B * y ** 3 - z) / (_A + 3.0 * _B * y * y)
+        if not step > 0:                       # converged (rounding stops the fall)
+            break
+        y -= step
+    return float(sign * y)
+
+
+def window_params(history_size: int, threshold: Any, min_std_deviation_ms: Any,
+                  acceptable_heartbeat_pause_ms: Any, first_heartbeat_estimate_ms: Any
+                  ) -> tuple[float, float, float, float, int]:
+    """The window kernels' parameters, checked (TypeError/ValueError naming the argument):
+    (first_heartbeat_estimate_ms, acceptable_heartbeat_pause_ms, min_std_deviation_ms**2,
+    y_threshold(threshold), window capacity = history_size - 1, at least 1)."""
+    thr = _real("threshold", threshold, positive=True)
+    min_std = _real("min_std_deviation_ms", min_std_deviation_ms, positive=True)
+    pause = _real("acceptable_heartbeat_pause_ms", acceptable_heartbeat_pause_ms,
+                  positive=False)
+    first = _real("first_heartbeat_estimate_ms", first_heartbeat_estimate_ms, positive=True)
+    return first, pause, min_std * min_std, y_threshold(thr), max(int(history_size) - 1, 1)

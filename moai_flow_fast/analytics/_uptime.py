@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
+from array import array
 from datetime import datetime
 from typing import Any
 
@@ -26,26 +26,16 @@ __all__ = ["UP_STATES", "StateLog", "Uptime"]
 UP_STATES = frozenset({0, 1})   # state codes counted as up: HEALTHY, DEGRADED
 
 
-class _Track:
-    """One agent's state changes (wall s, new state), oldest first, and the time in each
-    state folded in from the changes that were pushed out of the bounded list."""
-
-    __slots__ = ("base_state", "base_t", "changes", "complete", "folded", "registered")
-
-    def __init__(self, size: int, registered: float) -> None:
-        self.changes: deque[tuple[float, int]] = deque(maxlen=size)
-        self.registered = registered
-        self.base_state, self.base_t = HEALTHY, registered   # where `changes` start from
-        self.folded = [0.0, 0.0, 0.0, 0.0]
-        self.complete = True    # False once a change was folded in
-
-    def add(self, wall: float, new: int) -> None:
-        changes = self.changes
-        if len(changes) == changes.maxlen:
-            w0, s0 = changes[0]
-            self.folded[self.base_state] += max(w0 - self.base_t, 0.0)
-            self.base_state, self.base_t, self.complete = s0, max(w0, self.base_t), False
-        changes.append((wall, new))
+# A record is one flat array('d') per agent: arrays hold no Python objects, so a storm of
+# 10**5 first-time transitions adds no work for the cyclic GC. Layout: the state and wall
+# time the kept changes start from (NaN: the registration), 1.0 while nothing was folded,
+# the seconds per state folded in from changes pushed out, then one (wall, code) pair per
+# kept change, oldest first.
+_BASE_STATE, _BASE_T, _COMPLETE, _FOLDED, _HEAD = 0, 1, 2, 3, 7
+_EMPTY = array("d", [HEALTHY, math.nan, 1.0, 0.0, 0.0, 0.0, 0.0])
+# A change of an agent with no heartbeat yet (its clock started at registration) has no
+# wall time of its own: its code carries this flag and its time is seconds since registration.
+_SINCE_REGISTRATION = 4
 
 
 class StateLog:
@@ -57,30 +47,33 @@ class StateLog:
 
     def __init__(self, engine: Engine, size: int = 256) -> None:
         self._engine = engine
-        self._size = size
-        self._tracks: dict[int, _Track] = {}
+        self._cap = _HEAD + 2 * size
+        self._tracks: dict[int, array[float]] = {}
         self._mu = threading.Lock()
 
     def __call__(self, ids: list[Any], block: Any) -> None:
         """Takes one block of events (the dispatcher's listener signature)."""
         kind = block["kind"]
         mono = np.where(kind == CROSSING, block["deadline"], block["last_mono"])
-        # Wall time of each change: the heartbeat's wall time plus the monotonic time since
-        # (for an agent with no heartbeat yet, whose clock started at registration, the
-        # time since registration).
-        since = ((mono - block["last_mono"]) / 1e9).tolist()
-        rows = zip(ids, block["handle"].tolist(), since, block["new"].tolist(),
-                   block["last_wall"].tolist())
+        since = (mono - block["last_mono"]) / 1e9
+        last_wall = block["last_wall"]
+        rel = last_wall == 0.0
+        walls = np.where(rel, since, last_wall + since).tolist()
+        codes = (block["new"] + np.where(rel, _SINCE_REGISTRATION, 0)).tolist()
+        cap = self._cap
         with self._mu:
             tracks = self._tracks
-            for agent_id, handle, dt, new, last_wall in rows:
+            for agent_id, handle, w, code in zip(ids, block["handle"].tolist(), walls, codes):
                 track = tracks.get(handle)
                 if track is None:
-                    info = self._engine.info(agent_id)
+                    track = tracks[handle] = array("d", _EMPTY)
+                elif len(track) >= cap:
+                    info = self._engine.info(agent_id)   # rare: once per `size` changes
                     if info is None:
-                        continue   # stopped since: its record would be forgotten anyway
-                    track = tracks[handle] = _Track(self._size, info[4])
-                track.add((last_wall or track.registered) + dt, new)
+                        continue   # stopped since: its record is forgotten anyway
+                    _fold(track, info[4])
+                track.append(w)
+                track.append(code)
 
     def tracked(self) -> set[int]:
         """Handles of the agents that ever left HEALTHY (and so hold a record)."""
@@ -102,19 +95,39 @@ class StateLog:
             track = self._tracks.get(handle)
             if track is None:
                 return [hi - lo, 0.0, 0.0, 0.0]   # never left HEALTHY
-            changes = list(track.changes)
-            state, t = track.base_state, track.base_t
-            out = [0.0, 0.0, 0.0, 0.0]
-            if not track.complete and lo < t:
-                # The window starts among folded changes: known only from registration on.
-                if lo > registered or hi < t:
-                    return None
-                out = list(track.folded)
-        for w, new in changes:
+            track = array("d", track)
+        state = int(track[_BASE_STATE])
+        t = registered if math.isnan(track[_BASE_T]) else track[_BASE_T]
+        out = [0.0, 0.0, 0.0, 0.0]
+        if not track[_COMPLETE] and lo < t:
+            # The window starts among folded changes: known only from registration on.
+            if lo > registered or hi < t:
+                return None
+            out = list(track[_FOLDED:_HEAD])
+        for i in range(_HEAD, len(track), 2):
+            w, code = track[i], int(track[i + 1])
+            if code >= _SINCE_REGISTRATION:
+                w, code = registered + w, code - _SINCE_REGISTRATION
             _add(out, state, t, w, lo, hi)
-            state, t = new, max(t, w)
+            state, t = code, max(t, w)
         _add(out, state, t, max(hi, t), lo, hi)
         return out
+
+
+def _fold(track: array[float], registered: float) -> None:
+    """Folds the oldest kept change into the totals."""
+    if math.isnan(track[_BASE_T]):
+        # First fold: from now on every time is a wall time (relative ones only ever come
+        # first, before the agent's first heartbeat).
+        track[_BASE_T] = registered
+        for i in range(_HEAD, len(track), 2):
+            if track[i + 1] >= _SINCE_REGISTRATION:
+                track[i] += registered
+                track[i + 1] -= _SINCE_REGISTRATION
+    w, code = track[_HEAD], track[_HEAD + 1]
+    track[_FOLDED + int(track[_BASE_STATE])] += max(w - track[_BASE_T], 0.0)
+    track[_BASE_STATE], track[_BASE_T], track[_COMPLETE] = code, max(w, track[_BASE_T]), 0.0
+    del track[_HEAD:_HEAD + 2]
 
 
 def _add(out: list[float], state: int, a: float, b: float, lo: float, hi: float) -> None:

@@ -4,6 +4,7 @@ the dispatcher (runs callbacks, so a slow one never delays detection)."""
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -15,7 +16,8 @@ __all__ = ["Background"]
 
 THREAD_NAME = "HeartbeatMonitor-Daemon"
 DISPATCH_NAME = "HeartbeatMonitor-Dispatch"
-_JOIN_S = 5.0
+SHUTDOWN_TIMEOUT_S = 5.0   # shutdown()'s default deadline for delivering what was found
+_STUCK_S = 1.0             # past it, how long a callback that is still running may take
 
 
 class Background:
@@ -52,22 +54,47 @@ class Background:
             self.thread.start()
         return self.thread
 
-    def stop(self) -> None:
-        """Stop the wheel first, then the dispatcher, then deliver what is left: no
-        transition found before shutdown goes undelivered."""
+    def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
+        """Stop the wheel, then deliver everything found before: by the dispatcher thread,
+        or in the caller when there is none. Past `timeout` seconds, what is still queued
+        is not delivered: returns how many transitions that was (0: all delivered), counts
+        them in the dispatcher's `undelivered` and logs one line. No thread is left running
+        (except one inside a callback that has not returned `_STUCK_S` after the deadline,
+        which then stops at the callback's return)."""
+        deadline = time.monotonic() + timeout
+        me = threading.current_thread()
+        thread = self.dispatch_thread
+        dispatcher = self._dispatcher()
+        if dispatcher is not None and thread is not me:
+            dispatcher.deadline = deadline
         self.shutdown_event.set()
         self.engine.wake = None
         self.engine.notify = self.drain   # no thread: dispatch in the caller
-        me = threading.current_thread()
         self.wheel_wake.set()
         if self.thread is not None and self.thread is not me and self.thread.is_alive():
-            self.thread.join(_JOIN_S)
+            self.thread.join(max(0.0, deadline - time.monotonic()))
         self.dispatch_wake.set()
-        dispatcher = self.dispatch_thread
-        if dispatcher is not None and dispatcher is not me:
-            if dispatcher.is_alive():
-                dispatcher.join(_JOIN_S)
-            self.drain()
+        if thread is not None and thread is not me and thread.is_alive():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():        # inside a callback past the deadline
+                thread.join(_STUCK_S)
+        if dispatcher is None:
+            return 0
+        if thread is me:
+            # shutdown() from a callback: the dispatcher thread delivers the rest (before
+            # the deadline) when the callback returns, then stops.
+            return 0
+        if thread is None or not thread.is_alive():
+            dispatcher.drain()           # what is left, in the caller, before the deadline
+            left = dispatcher.abandon()
+        else:
+            left = dispatcher.backlog    # still inside a callback: it stops on return
+            dispatcher.undelivered += left
+        dispatcher.deadline = None
+        if left:
+            logger.warning("Shutdown: %d transitions found before it were not delivered "
+                           "within its %.1f s deadline", left, timeout)
+        return left
 
     def _wheel_loop(self) -> None:
         engine, wake, stop = self.engine, self.wheel_wake, self.shutdown_event
@@ -89,7 +116,11 @@ class Background:
     def _dispatch_loop(self) -> None:
         wake, stop = self.dispatch_wake, self.shutdown_event
         while True:
-            wake.wait()
+            dispatcher = self._dispatcher()
+            # A held-back storm summary is logged when its second is up.
+            timeout = None if dispatcher is None else dispatcher.summary_due_in()
+            del dispatcher
+            wake.wait(timeout)
             wake.clear()
             dispatcher = self._dispatcher()
             if dispatcher is None:

@@ -41,8 +41,28 @@ Block = tuple[list[Any], "np.ndarray[Any, Any]"]
 History = tuple["np.ndarray[Any, np.dtype[np.float64]]", "list[Any] | None"]
 
 
+# Monotonic instants are clamped to +-2**62 ns, as the compiled engine does (it saturates
+# where int64 would overflow): both engines then agree on any time, however far.
+_MONO_MAX = 1 << 62
+_MONO_MIN = -(1 << 62)
+_BATCH_YIELD = 1024   # heartbeats of a batch between chances for the wheel to take the lock
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
+
+
+def _clamp(mono: int) -> int:
+    return _MONO_MIN if mono < _MONO_MIN else (_MONO_MAX if mono > _MONO_MAX else mono)
+
+
+def _before(now: int, seconds: float, exact: bool) -> int:
+    """The monotonic instant `seconds` before `now`, clamped: ns rounded half to even
+    (`exact`) or truncated, like the compiled engine's mono_before / trunc_before."""
+    ns = seconds * 1e9
+    if not -9.2e18 < ns < 9.2e18:
+        return _MONO_MIN if ns > 0 else _MONO_MAX
+    return _clamp(now - (round(ns) if exact else int(ns)))
 
 
 class _Agent:
@@ -118,6 +138,11 @@ class Engine:
         self._grace_ns = 0
         self._hold_from = _NEVER
         self._hold_until = -_NEVER
+        self._next_due = _NEVER     # when the wheel is due to run next (see _arm)
+        self._queue_limit = 0
+        self.queued = 0             # transitions published and not yet taken
+        self.dropped = 0            # transitions dropped at the queue limit
+        self._fork_locked = False
         self._elapsed = self._now_mono() // self._tick
         self._last_run = self._elapsed * self._tick
 
@@ -142,7 +167,9 @@ class Engine:
             a.token = -1
             self._armed -= 1
 
-    def _arm(self, a: _Agent, when: int) -> None:
+    def _arm(self, a: _Agent, when: int, now: int) -> None:
+        # `now` is the real instant of the arming: the wheel is due at the deadline, or at
+        # once for one already past, which never makes its next run look like a stall.
         self._disarm(a)
         when = max(when, self._elapsed + 1)
         when = min(when, self._elapsed + _MAX_AHEAD)
@@ -150,14 +177,37 @@ class Engine:
         a.when, a.token = when, self._next_token
         self._armed += 1
         heapq.heappush(self._heap, (when, a.token, a))
+        self._next_due = min(self._next_due, max(when * self._tick, now))
         if when < self._sleep_tick:
             self._sleep_tick = when
             self._wake_pending = True
 
-    def _rearm(self, a: _Agent) -> None:
+    def _rearm(self, a: _Agent, now: int) -> None:
         self._disarm(a)
         if a.clock and a.reported != _F:
-            self._arm(a, _ceil_div(a.crossing_deadline(), self._tick))
+            self._arm(a, _ceil_div(a.crossing_deadline(), self._tick), now)
+
+    def _cross(self, a: _Agent, bound: int, at: int, now: int) -> None:
+        """Each crossing due by `bound`, in order, detected at `at`; not those due in an
+        observer stall's grace (the wheel convicts them after it)."""
+        while a.clock and a.reported != _F:
+            d = a.crossing_deadline()
+            if d > bound or (now < self._hold_until and d >= self._hold_from):
+                return
+            new = crossing_next(a.reported, a.threshold)
+            self._emit(a, a.reported, new, _CROSSING, d, at, a.last_wall)
+            a.reported = new
+
+    def _settle(self, a: _Agent, t: int, wall: float, now: int) -> None:
+        """The last heartbeat becomes t: a recovery only when the present state (of now - t)
+        is less severe than the reported one; the wheel reports the crossings already due
+        at its next tick (see the compiled engine's _settle)."""
+        if a.reported != _H and state_code(now - t, a.interval_ns, a.threshold) < a.reported:
+            self._emit(a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns, min(t, now),
+                       wall)
+            a.reported = _H
+        a.last_mono, a.last_wall = t, wall
+        a.clock = a.hb = True
 
     def _emit(self, a: _Agent, prev: int, new: int, kind: int, deadline: int, now: int,
               wall: float) -> None:
@@ -185,6 +235,12 @@ class Engine:
             ids = [ids[i] for i in order.tolist()]
         self._events.append((ids, block))
         self._pending_ids, self._pending, self._pending_arrays = [], [], []
+        self.queued += len(ids)
+        if self._queue_limit > 0:
+            while self.queued > self._queue_limit and len(self._events) > 1:
+                n = len(self._events.pop(0)[0])
+                self.queued -= n
+                self.dropped += n
         return len(ids)
 
     def _after(self) -> None:
@@ -195,49 +251,74 @@ class Engine:
 
     # -- registration ---------------------------------------------------------------------
 
-    def _register(self, agent_id: Any, interval_ns: int, threshold: int, start_clock: bool,
-                  now: int, wall: float) -> bool:
+    def _claim(self, agent_id: Any, interval_ns: int, threshold: int, now: int, wall: float,
+               seq: int) -> _Agent | None:
+        """None if already monitored, else a new agent, indexed (the insert appends, so
+        popitem undoes it without running the id's __hash__/__eq__) but not yet active."""
         if self._lookup(agent_id) is not None:
-            return False
-        a = _Agent(agent_id, interval_ns, threshold, now, wall, self._next_seq, self._hsize,
+            return None
+        a = _Agent(agent_id, interval_ns, threshold, now, wall, seq, self._hsize,
                    self._handle_base)
-        self._next_seq += 1
+        self._agents[agent_id] = a
+        return a
+
+    def _activate(self, a: _Agent, start_clock: bool, now: int) -> None:
+        """Commit a claimed agent; runs no user code."""
+        self._next_seq = max(self._next_seq, a.seq + 1)
+        self._by_handle[a.handle] = a
         if start_clock:
             a.clock = True
-            self._arm(a, _ceil_div(now + interval_ns, self._tick))
-        old = self._stopped.pop(agent_id, None)
-        if old is not None:
-            self._stopped_total -= len(old[0])
-        self._agents[agent_id] = a
-        self._by_handle[a.handle] = a
-        return True
+            self._arm(a, _ceil_div(now + a.interval_ns, self._tick), now)
 
     def start(self, agent_id: Any, interval_ns: int, threshold: int, start_clock: bool) -> bool:
         with self._lock:
-            added = self._register(agent_id, interval_ns, threshold, start_clock,
-                                   self._now_mono(), self._now_wall())
+            now, wall = self._now_mono(), self._now_wall()
+            a = self._claim(agent_id, interval_ns, threshold, now, wall, self._next_seq)
+            if a is None:
+                return False
+            if self._stopped:
+                try:
+                    old = self._stopped.pop(agent_id, None)
+                except BaseException:
+                    self._agents.popitem()
+                    raise
+                if old is not None:
+                    self._stopped_total -= len(old[0])
+            self._activate(a, start_clock, now)
         self._after()
-        return added
+        return True
 
     def stop(self, agent_id: Any) -> bool:
         with self._lock:
             a = self._lookup(agent_id)
             if a is None:
                 return False
-            del self._agents[agent_id]
+            hist = self._ordered(a) if a.hist else None
+            if hist is not None:
+                self._stopped[agent_id] = hist   # a monitored id has none: this appends
+            try:
+                del self._agents[agent_id]
+            except BaseException:
+                if hist is not None:
+                    self._stopped.popitem()
+                raise
             del self._by_handle[a.handle]
             self._disarm(a)
-            if a.hist:
-                hist = self._ordered(a)
-                self._stopped[agent_id] = hist
+            if hist is not None:
                 self._stopped_total += len(hist[0])
-                self._trim_stopped()
+            self._trim_stopped(strict=False)
             return True
 
-    def _trim_stopped(self) -> None:
+    def _trim_stopped(self, strict: bool = True) -> None:
         while 0 <= self._stopped_limit < len(self._stopped):
             oldest = next(iter(self._stopped))
-            self._stopped_total -= len(self._stopped.pop(oldest)[0])
+            try:
+                old = self._stopped.pop(oldest)
+            except BaseException:
+                if strict:
+                    raise
+                return   # an id that raises stays until the next trim
+            self._stopped_total -= len(old[0])
 
     def set_stopped_limit(self, limit: int) -> None:
         with self._lock:
@@ -262,38 +343,37 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------------
 
-    def _beat(self, a: _Agent, now: int, wall: float, metadata: Any) -> None:
+    def _beat(self, a: _Agent, t: int, wall: float, now: int, metadata: Any) -> None:
+        """One heartbeat recorded at t (<= now, earlier when backdated); `now` is real."""
         self.heartbeats += 1
-        a.ring.append((wall, metadata if metadata else None))
+        a.ring.append((wall, metadata))
         if self._guard_ns > 0 and a.clock and now - a.last_mono >= a.interval_ns:
-            self._check_stall(now, self._due_ns())
-        while a.clock and a.reported != _F:
-            d = a.crossing_deadline()
-            if d > now or (now < self._hold_until and d >= self._hold_from):
-                break   # not due, or due during an observer stall: the agent reported in grace
-            new = crossing_next(a.reported, a.threshold)
-            self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
-            a.reported = new
-        if a.reported != _H:
-            self._emit(a, a.reported, _H, _RECOVERY, a.last_mono + a.interval_ns, now, wall)
-            a.reported = _H
-        a.last_mono, a.last_wall = now, wall
-        a.clock = a.hb = a.hist = True
-        due = _ceil_div(now + a.interval_ns, self._tick)
+            self._check_stall(now)
+        self._cross(a, t, t, now)      # crossings due before the heartbeat: they happened
+        self._settle(a, t, wall, now)
+        a.hist = True
+        if a.reported == _F:
+            self._disarm(a)             # nothing left to detect
+            return
+        due = _ceil_div(a.crossing_deadline(), self._tick)
         if a.when is None or a.when > due:
-            self._arm(a, due)
+            self._arm(a, due, now)
 
     def record_heartbeat(self, agent_id: Any, metadata: Mapping[Any, Any] | None = None) -> bool:
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise TypeError(
-                f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        has_meta = False
+        if metadata is not None:
+            if not isinstance(metadata, Mapping):
+                raise TypeError(
+                    f"metadata must be a mapping or None, got {type(metadata).__name__}")
+            has_meta = bool(metadata)   # user code: before anything changes
         with self._lock:
             a = self._lookup(agent_id)
             if a is not None:
-                self._beat(a, self._now_mono(), self._now_wall(), metadata)
+                now = self._now_mono()
+                self._beat(a, now, self._now_wall(), now, metadata if has_meta else None)
                 queued = self._publish(sort=False) > 0
         if a is None:
-            if self.unknown is not None:
+            if self.unknown is not None:   # outside the lock: it may log or call back
                 self.unknown(agent_id)
             return False
         if queued and self.notify is not None:
@@ -311,16 +391,20 @@ class Engine:
     # -- the wheel thread ---------------------------------------------------------------------
 
     def before_fork(self) -> None:
+        # Re-entrant: a fork from inside the engine's own critical section works too.
         self._lock.acquire()
 
     def after_fork_parent(self) -> None:
         self._lock.release()
 
     def after_fork_child(self) -> None:
-        self._lock = threading.RLock()
+        # The child's one thread is the one that acquired the lock before the fork (an
+        # RLock remembers it): release that acquisition, keep any it was already inside.
+        self._lock.release()
         self.wake = None
 
-    def _check_stall(self, now: int, due: int) -> None:
+    def _check_stall(self, now: int) -> None:
+        due = self._next_due
         if (self._guard_ns > 0 and due != _NEVER and now >= self._hold_until
                 and now - max(due, self._last_run) > self._guard_ns):
             self.stalls += 1
@@ -340,7 +424,7 @@ class Engine:
         with self._lock:
             now = self._now_mono()
             due = self._due_ns()
-            self._check_stall(now, due)
+            self._check_stall(now)
             self._last_run = now
             target = now // self._tick
             if now < self._hold_until:
@@ -360,12 +444,13 @@ class Engine:
                 while a.clock and a.reported != _F:
                     d = a.crossing_deadline()
                     if _ceil_div(d, self._tick) > when:
-                        self._arm(a, _ceil_div(d, self._tick))
+                        self._arm(a, _ceil_div(d, self._tick), now)
                         break
                     new = crossing_next(a.reported, a.threshold)
                     self._emit(a, a.reported, new, _CROSSING, d, now, a.last_wall)
                     a.reported = new
             self._elapsed = max(self._elapsed, target)
+            self._next_due = self._due_ns()
             return self._publish(sort=True)
 
     def next_deadline_ns(self) -> int | None:
@@ -380,10 +465,16 @@ class Engine:
     def take_events(self) -> list[Block]:
         with self._lock:
             events, self._events = self._events, []
+            self.queued = 0
         return events
 
     def now(self) -> tuple[int, float]:
         return self._now_mono(), self._now_wall()
+
+    def set_queue_limit(self, limit: int) -> None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self._queue_limit = limit
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -434,12 +525,11 @@ class Engine:
             a = self._lookup(agent_id)
             if a is None:
                 raise KeyError(agent_id)
+            now = self._now_mono()
             if field == "last_heartbeat":
                 if value:
-                    now, wall = self._now_mono(), self._now_wall()
-                    a.last_wall = value
-                    a.last_mono = now - round((wall - value) * 1e9)
-                    a.clock = a.hb = True
+                    wall = self._now_wall()
+                    self._settle(a, _before(now, wall - value, True), value, now)
                 else:
                     a.last_wall = 0.0
                     a.clock = a.hb = False
@@ -453,7 +543,10 @@ class Engine:
                 a.started = value
             else:
                 raise KeyError(field)
-            self._rearm(a)
+            self._rearm(a, now)
+            queued = self._publish(sort=False) > 0
+        if queued and self.notify is not None:
+            self.notify()
         self._after()
 
     # -- history ------------------------------------------------------------------------------
@@ -517,33 +610,77 @@ class Engine:
 
     def start_many(self, agent_ids: Any, interval_ns: Any, thresholds: Any, start_clock: bool
                    ) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        out = np.zeros(len(agent_ids), dtype=np.bool_)
+        """All or nothing, as the compiled engine: lookups first, then claims undone newest
+        first if one raises, then a commit that runs no user code."""
+        ids = list(agent_ids)
+        n = len(ids)
+        if len(interval_ns) != n or len(thresholds) != n:
+            raise ValueError("interval_ns and thresholds need one value per agent id")
+        out = np.zeros(n, dtype=np.bool_)
+        ns_list, t_list = interval_ns.tolist(), thresholds.tolist()
         with self._lock:
             now, wall = self._now_mono(), self._now_wall()
-            for i, (agent_id, ns, t) in enumerate(zip(agent_ids, interval_ns.tolist(),
-                                                      thresholds.tolist())):
-                out[i] = self._register(agent_id, ns, t, start_clock, now, wall)
+            seen: dict[Any, int] = {}
+            fresh = []
+            for i, agent_id in enumerate(ids):
+                if self._lookup(agent_id) is not None or agent_id in seen:
+                    continue
+                seen[agent_id] = i
+                fresh.append(i)
+            stopped = None
+            removed = 0
+            if self._stopped:
+                restarted = [i for i in fresh if ids[i] in self._stopped]
+                if restarted:
+                    stopped = dict(self._stopped)
+                    for i in restarted:
+                        removed += len(stopped.pop(ids[i])[0])
+            claims: list[_Agent] = []
+            try:
+                for k, i in enumerate(fresh):
+                    a = self._claim(ids[i], ns_list[i], t_list[i], now, wall, self._next_seq + k)
+                    assert a is not None
+                    claims.append(a)
+            except BaseException:
+                for _ in claims:
+                    self._agents.popitem()
+                raise
+            if stopped is not None:
+                self._stopped = stopped
+                self._stopped_total -= removed
+            for i, a in zip(fresh, claims):
+                self._activate(a, start_clock, now)
+                out[i] = True
         self._after()
         return out
 
     def record_many(self, handles: Any, walls: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        out = np.zeros(len(handles), dtype=np.bool_)
+        n = len(handles)
+        out = np.zeros(n, dtype=np.bool_)
+        if walls is not None and len(walls) != n:
+            raise ValueError(f"walls has {len(walls)} values for {n} handles")
         with self._lock:
             now, wall = self._now_mono(), self._now_wall()
             by = self._by_handle
-            stamps = [None] * len(handles) if walls is None else walls.tolist()
+            stamps = [None] * n if walls is None else walls.tolist()
             for i, (h, t) in enumerate(zip(handles.tolist(), stamps)):
+                if i and i % _BATCH_YIELD == 0:
+                    # A chance for the wheel thread to take the lock inside a long batch:
+                    # the pause drops the GIL, which a thread waiting for the lock needs.
+                    self._lock.release()
+                    time.sleep(0)
+                    self._lock.acquire()
                 a = by.get(h)
                 if a is None:
                     continue
                 if t is None:
-                    self._beat(a, now, wall, None)
+                    self._beat(a, now, wall, now, None)
                 else:
-                    t = min(t, wall)
-                    mono = now - int((wall - t) * 1e9)
+                    t = t if t < wall else wall
+                    mono = _before(now, wall - t, False)
                     if a.hb and mono < a.last_mono:
                         continue
-                    self._beat(a, mono, t, None)
+                    self._beat(a, mono, t, now, None)
                 out[i] = True
             queued = self._publish(sort=False) > 0
         if queued and self.notify is not None:

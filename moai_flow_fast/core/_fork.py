@@ -28,6 +28,11 @@ def _after_in_parent() -> None:
 
 def _after_in_child() -> None:
     for monitor in list(_MONITORS):
+        # Another thread may have been inside the event's condition at the fork: give the
+        # child a fresh lock (the flag is kept), as threading does for its own objects.
+        reinit = getattr(monitor.shutdown_event, "_at_fork_reinit", None)
+        if reinit is not None:
+            reinit()
         monitor._after_fork_in_child()
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..analytics._fleet import Fleet, Snapshot, kernel_for
 from ..analytics._uptime import StateLog, Uptime
-from ._alerts import AlertDispatcher, Callback
-from ._background import Background
+from ._alerts import DEFAULT_QUEUE_SIZE, AlertDispatcher, Callback
+from ._background import SHUTDOWN_TIMEOUT_S, Background
 from ._batch import Batch, BoolArray, Defaults, Int64Array
 from ._clock import Clock, SystemClock, VirtualClock
 from ._engine import engine_class, engine_name
@@ -60,6 +60,13 @@ class HeartbeatMonitor:
     - `max_stopped_histories`: keep the histories of at most this many stopped agents
       (oldest dropped first); None keeps them all, as the replaced monitor does. See
       `clear_history`.
+    - `alert_queue_size`: the bound of the queue between the engine and the per-agent
+      callbacks (default 10,000 transitions). When newer transitions arrive behind a
+      larger backlog, the oldest per-agent deliveries collapse into a storm summary (one
+      WARNING a second at most; counted in `alerts_collapsed`): states stay exact, and the
+      batch callback and listeners still get every transition as arrays. The engine keeps
+      at most 64 x this many transitions for a dispatcher that cannot take them (a
+      callback that blocks); beyond that the oldest are dropped (`alerts_dropped`).
     """
 
     def __init__(
@@ -77,6 +84,7 @@ class HeartbeatMonitor:
         stall_guard_ms: float | None = None,
         stall_grace_ms: float | None = None,
         max_stopped_histories: int | None = None,
+        alert_queue_size: int = DEFAULT_QUEUE_SIZE,
     ) -> None:
         interval = check_ms("interval_ms", interval_ms, 100)
         threshold = check_whole("failure_threshold", failure_threshold, 1)
@@ -102,6 +110,7 @@ class HeartbeatMonitor:
         if max_stopped_histories is not None:
             max_stopped_histories = check_whole("max_stopped_histories", max_stopped_histories, 0,
                                                 1 << 62)
+        queue_size = check_whole("alert_queue_size", alert_queue_size, 1, 1 << 40)
 
         self._defaults = Defaults(interval_ms, failure_threshold, start_clock_on_register)
         self.history_size = history_size
@@ -123,6 +132,8 @@ class HeartbeatMonitor:
         self._state_log = StateLog(self._engine)
         self._uptime = Uptime(self._engine, self._batch, self._state_log)
         self._dispatcher = AlertDispatcher(self._engine)
+        self._dispatcher.set_queue_size(queue_size)
+        self.alert_queue_size = queue_size
         self._dispatcher.add_listener(self._state_log)
         self.monitoring_agents = AgentsView(self._engine)
         self.heartbeat_history = HistoryView(self._engine)
@@ -290,27 +301,33 @@ class HeartbeatMonitor:
 
     def snapshot(self, *, min_std_deviation_ms: float = 100.0,
                  acceptable_heartbeat_pause_ms: float = 0.0,
-                 first_heartbeat_estimate_ms: float | None = None) -> Snapshot:
+                 first_heartbeat_estimate_ms: float | None = None,
+                 threshold: float = 8.0) -> Snapshot:
         """Ids, state codes, ms since the last heartbeat and phi of every monitored agent,
         all at one instant (taken under the engine's lock), plus the counts per state.
-        Phi parameters as in `phi`."""
+        Phi parameters as in `phi` (the windows are read just after that instant)."""
         return self._fleet.snapshot(min_std_deviation_ms=min_std_deviation_ms,
                                     acceptable_heartbeat_pause_ms=acceptable_heartbeat_pause_ms,
-                                    first_heartbeat_estimate_ms=first_heartbeat_estimate_ms)
+                                    first_heartbeat_estimate_ms=first_heartbeat_estimate_ms,
+                                    threshold=threshold)
 
     def phi(self, agent_ids: Any = None, now: float | None = None, *,
             min_std_deviation_ms: float = 100.0, acceptable_heartbeat_pause_ms: float = 0.0,
-            first_heartbeat_estimate_ms: float | None = None
+            first_heartbeat_estimate_ms: float | None = None, threshold: float = 8.0
             ) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Phi-accrual suspicion per agent (Hayashibara et al. 2004, in Akka's form) from
-        its own interval history: 1 means about a 10% chance the silence is normal, 3 about
-        0.1%. `now` is a monotonic time in seconds (default: the clock's now); agents in
-        registration order by default, or as given (NaN for ids not monitored). With too few
-        intervals an agent is judged against `first_heartbeat_estimate_ms` (default: its
-        monitor's default interval)."""
+        """Phi-accrual suspicion per agent (Hayashibara et al. 2004), as Akka's
+        PhiAccrualFailureDetector computes it from the agent's heartbeat history: 1 means
+        about a 10% chance the silence is normal, 3 about 0.1%. As in Akka, the window
+        starts with two seed intervals from `first_heartbeat_estimate_ms` (default: the
+        monitor's default interval), holds the newest history_size - 1 intervals, and leaves
+        out each interval that ended an outage (the agent's phi had reached `threshold`).
+        `now` is a monotonic time in seconds (default: the clock's now); agents in
+        registration order by default, or as given (NaN for ids not monitored). Where it
+        differs from Akka: analytics/_window_py.py and _phi.py."""
         return self._fleet.phi(agent_ids, now, min_std_deviation_ms=min_std_deviation_ms,
                                acceptable_heartbeat_pause_ms=acceptable_heartbeat_pause_ms,
-                               first_heartbeat_estimate_ms=first_heartbeat_estimate_ms)
+                               first_heartbeat_estimate_ms=first_heartbeat_estimate_ms,
+                               threshold=threshold)
 
     def to_pandas(self) -> Any:
         """The snapshot as a pandas DataFrame indexed by agent id (needs the `pandas` extra:
@@ -437,6 +454,10 @@ class HeartbeatMonitor:
                                zip(STATES, self._dispatcher.transitions_to)},
             "alerts_raised": self._dispatcher.alerts,
             "alerts_coalesced": self._dispatcher.coalesced,
+            "alerts_collapsed": self._dispatcher.collapsed,
+            "alerts_dropped": self._engine.dropped,
+            "alerts_undelivered": self._dispatcher.undelivered,
+            "alert_backlog": self._dispatcher.backlog,
             "callback_errors": self._dispatcher.callback_errors,
             "pending_deadlines": self._engine.pending_deadlines(),
             "observer_stalls": self._engine.stalls,
@@ -475,9 +496,13 @@ class HeartbeatMonitor:
             self._dispatcher.drain()
         return found
 
-    def shutdown(self) -> None:
-        """Stop the background threads (waiting at most 5 s each); harmless when repeated."""
-        self._background.stop()
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
+        """Stop the background threads and deliver every transition found before the call,
+        within `timeout` seconds (default 5). Returns how many could not be delivered by
+        then (0: all were); they are also counted in `alerts_undelivered` and logged in one
+        WARNING line. Leaves no thread running; harmless when repeated."""
+        timeout = check_ms("timeout", timeout, 0, 1e9)
+        return self._background.stop(float(timeout))
 
     def _start_background_monitoring(self) -> None:
         """Start the background threads if they are not running."""
