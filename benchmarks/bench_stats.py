@@ -1,7 +1,11 @@
-"""Interval-statistics kernel (issue 3, item 5): 10^6 agents x 100 timestamps.
+"""Interval statistics (issue 3, item 5; issue 11, item 4): 10^6 agents x 100 timestamps.
 
-- compiled ``_stats_c.interval_stats`` at 10^6 agents (target <= 500 ms), as shipped (the
-  call is split over the CPUs) and pinned to one thread;
+- through the monitor: ``HeartbeatMonitor.interval_stats()`` on a compiled monitor whose
+  10^6 agents hold 100 heartbeats each, recorded in virtual time with record_heartbeats
+  (target <= 500 ms; goal 300 ms); beside it the engine's own share, its copy of the rings
+  with a kernel that does nothing, and ``phi()`` (Akka's windows, one more pass);
+- the compiled kernel ``_stats_c.interval_stats`` alone at 10^6 agents, as shipped (split
+  over the CPUs) and pinned to one thread;
 - its pure twin ``_stats_py.interval_stats`` at 10^5 agents (about 4 s at 10^6), so the
   side-by-side figure is per agent;
 - the plain numpy baseline (diff, mean, std, percentile along the rows of the unrolled
@@ -18,6 +22,7 @@ import numpy as np
 import pytest
 from bench_utils import per_call_ns
 
+from moai_flow_fast import HeartbeatMonitor, VirtualClock
 from moai_flow_fast.analytics import _stats_c as stats_c  # a missing build fails loudly
 from moai_flow_fast.analytics import _stats_py as stats_py
 
@@ -25,6 +30,8 @@ AGENTS = 1_000_000
 PURE_AGENTS = 100_000
 SAMPLES = 100                       # timestamps per agent: 99 intervals
 TARGET_MS = 500.0
+GOAL_MS = 300.0
+FIG_MONITOR = "interval_stats through the monitor, 10^6 agents x 100 (ms)"
 # Figures of the session table (compiled and pure columns):
 FIG_VS_NUMPY = "interval_stats 10^6 x 100 (ms) [pure column: plain numpy]"
 FIG_PER_AGENT = "interval_stats per agent (ns) [pure twin at 10^5]"
@@ -44,6 +51,65 @@ def rings() -> dict[str, Any]:
         "counts": np.full(AGENTS, SAMPLES, np.int32),
         "rows": np.arange(AGENTS, dtype=np.int64),
     }
+
+
+@pytest.fixture(scope="module")
+def monitor() -> Any:
+    """A compiled monitor, 10^6 agents with full 100-record histories: record_heartbeats
+    with explicit jittered timestamps about 1 s apart, in virtual time, well inside the 5 s
+    interval (no crossings)."""
+    clock = VirtualClock(start=1000.0)
+    m = HeartbeatMonitor(interval_ms=5000, history_size=SAMPLES, clock=clock,
+                         engine="compiled")
+    ids = [f"agent-{i:07d}" for i in range(AGENTS)]
+    m.start_monitoring_many(ids)
+    handles = m.handles(ids)
+    clock.advance(SAMPLES * 2.0)
+    rng = np.random.default_rng(7)
+    stamps = clock.time() - SAMPLES * 1.5 + rng.uniform(0.0, 0.3, AGENTS)
+    for _ in range(SAMPLES):
+        assert m.record_heartbeats(handles, stamps).all()
+        stamps = stamps + rng.uniform(0.8, 1.2, AGENTS)
+    clock.advance(0.5)
+    yield m
+    m.shutdown()
+
+
+def test_interval_stats_through_monitor(benchmark: Any, monitor: Any, report: Any) -> None:
+    out = benchmark.pedantic(monitor.interval_stats, rounds=7, iterations=1, warmup_rounds=1)
+    assert len(out) == AGENTS and (out["count"] == SAMPLES - 1).all()
+    # numpy's figures to the bit, on a sample of agents
+    for i in (0, 123_457, AGENTS - 1):
+        d = np.diff(monitor.history_array(f"agent-{i:07d}"))
+        want = [d.mean(), d.std(), d.min(), d.max(), *np.percentile(d, [50, 95, 99]), d[-1]]
+        assert [float(out[name][i]) for name in stats_c.COLUMNS[1:]] == want
+    _info(benchmark, AGENTS, goal_ms=GOAL_MS)
+    ms = per_call_ns(benchmark, 1) / 1e6
+    benchmark.extra_info["min_ms"] = float(benchmark.stats.stats.min) * 1e3
+    report(FIG_MONITOR, "compiled", ms, "ms", TARGET_MS)
+
+
+def test_engine_copy_through_monitor(benchmark: Any, monitor: Any, report: Any) -> None:
+    """The engine's share of the figure above: it copies the rings a block at a time under
+    its lock (and scatters the kernel's rows); here the kernel does nothing."""
+    engine = monitor._engine
+    handles = engine.all_handles()
+
+    def copy_only() -> Any:
+        return engine.interval_stats(handles, -np.inf, np.inf, lambda *args, **kw: None)
+
+    benchmark.pedantic(copy_only, rounds=5, iterations=1, warmup_rounds=1)
+    _info(benchmark, AGENTS)
+    report("  of which the engine's copy of the rings (ms)", "compiled",
+           per_call_ns(benchmark, 1) / 1e6, "ms")
+
+
+def test_phi_through_monitor(benchmark: Any, monitor: Any, report: Any) -> None:
+    phi = benchmark.pedantic(monitor.phi, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(phi) == AGENTS and np.isfinite(phi).all()
+    _info(benchmark, AGENTS)
+    report("phi through the monitor (Akka windows), 10^6 x 100 (ms)", "compiled",
+           per_call_ns(benchmark, 1) / 1e6, "ms")
 
 
 def _info(benchmark: Any, agents: int, **extra: Any) -> None:

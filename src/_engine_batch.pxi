@@ -336,7 +336,7 @@ cdef class Engine(_Views):
 
     def interval_stats(self, const int64_t[::1] handles, double lo, double hi, kernel):
         """Per-agent interval statistics (kernel columns), rows in handle order; handles
-        that are not live give count 0 and NaN. The rings are copied a block (about 32 MiB)
+        that are not live give count 0 and NaN. The rings are copied a block (about 4 MiB)
         at a time under the engine lock, and the kernel (which may start threads) runs on
         the copy with the lock released: no lock of the engine is ever held across a call
         that can wait on another lock. Each agent's row is consistent; the blocks are taken
@@ -347,7 +347,7 @@ cdef class Engine(_Views):
         out[:, 0] = 0.0
         if n == 0:
             return out
-        rows = max(1, min(n, (1 << 22) // self._hsize))
+        rows = max(1, min(n, (1 << 19) // self._hsize))
         buf = np.empty((rows, self._hsize), dtype=np.float64)
         heads = np.empty(rows, dtype=np.int32)
         counts = np.empty(rows, dtype=np.int32)

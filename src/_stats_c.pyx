@@ -1,7 +1,9 @@
 # cython: language_level=3
-"""Compiled interval statistics over heartbeat history rings (issue 3, item 5).
+"""Compiled interval statistics and Akka phi windows over heartbeat history rings
+(issue 3, item 5; issue 11, items 2 and 4).
 
-Python twin: ``moai_flow_fast/_stats_py.py`` (same signature, same semantics).
+Python twins: ``analytics/_stats_py.py`` (``interval_stats``) and ``analytics/_window_py.py``
+(``phi_windows``): same signatures, same semantics, same errors.
 
 ``interval_stats(ring, heads, counts, rows, lo, hi, out, start)`` reads, for each selected
 agent ``i``, the valid records of ring row ``rows[i]`` oldest first, keeps the timestamps
@@ -18,16 +20,21 @@ With no interval every column but ``count`` is NaN; an interval that is NaN (fro
 Per agent: the intervals go into a scratch buffer (straight from the ring when there is
 no time range), are summed with numpy's own pairwise summation (so mean and std are
 numpy's to the bit on x86-64, where no FMA is contracted), and the order statistics the
-three percentiles need are found together by one multi-rank introselect (O(n), no sort)
-with branch-free partitions. The loop over agents runs without the GIL, prefetching the
-next agents' rings; calls of at least ``_MIN_PARALLEL`` records are spread over the CPUs:
-threads claim chunks of agents from a shared atomic counter, so a CPU busy with other work
-takes fewer of them.
+three percentiles need are found together by one multi-rank introselect (O(n), no sort;
+_stats_select.pxi). On a CPU with AVX-512, agents with full rings and no time range go
+eight at a time through vector lanes (_stats_lanes.pxi): the same sums lane-wise and a
+sorting network pruned to the wanted ranks, to the same bits. The loop over agents runs
+without the GIL, prefetching the next agents' rings; calls of at least ``_MIN_PARALLEL``
+records are spread over the CPUs: threads claim chunks of agents from a shared atomic
+counter, so a CPU busy with other work takes fewer of them.
+
+``phi_windows`` (same arguments, plus the detector's keywords) replays each ring as
+heartbeats into Akka's PhiAccrualFailureDetector (_stats_window.pxi) and writes the
+window it ends with.
 """
 
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree
 from libc.math cimport INFINITY, NAN, sqrt
-from libc.string cimport memchr
 from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "Python.h":
@@ -377,13 +384,14 @@ cdef void _run(const double[:, ::1] ring, const int32_t[::1] heads,
     i = i0
     while i < i1:
         if lanes and i + LANES <= i1:
-            # The rings are read once: fetch the next eight agents' while these are done.
-            for k in range(i + LANES, min(i + 2 * LANES, i1)):
+            # The rings are read once: fetch those of the eight agents after the next eight
+            # while these are done (one group ahead is too late for the memory).
+            for k in range(i + 2 * LANES, min(i + 3 * LANES, i1)):
                 p = <const char*>&ring[rows[k], 0]
                 for j in range(lines):
                     __builtin_prefetch(p + 64 * j)
-            if _agents8(ring, heads, counts, rows, i, net, buf + 2 * stride, buf,
-                        buf + stride, out, start):
+            if _agents8(ring, heads, counts, rows, i, net, buf + 2 * stride,
+                        buf + (2 + LANES) * stride, stride, buf, buf + stride, out, start):
                 i += LANES
                 continue
         # The rings are read once: fetch agent i+AHEAD's while agent i is computed.
@@ -410,14 +418,17 @@ cdef int _run_claim(const double[:, ::1] ring, const int32_t[::1] heads,
     something else simply claims fewer chunks). Returns -1 if the buffers cannot be
     allocated (the chunks are then left to the other workers)."""
     cdef Py_ssize_t H = ring.shape[1], n = heads.shape[0], i0, i1
-    # Two buffers for the statistics (and LANES for the lanes' vectors), five for the
-    # windows; SMALL doubles of slack each (the sorting networks read past a range's end),
-    # zeroed so that all is initialised.
-    cdef Py_ssize_t stride = H + SMALL
-    cdef double* buf = <double*>PyMem_RawCalloc((2 + LANES if w == NULL else 5) * stride,
+    # Two buffers for the statistics (and 2 * LANES for the lanes' vectors and rows), six
+    # for the windows (the last: 0, 1, 2, ...); SMALL doubles of slack each (the sorting
+    # networks read past a range's end), zeroed so that all is initialised.
+    cdef Py_ssize_t stride = H + SMALL, j
+    cdef double* buf = <double*>PyMem_RawCalloc((2 + 2 * LANES if w == NULL else 6) * stride,
                                                 sizeof(double))
     if buf == NULL:
         return -1
+    if w != NULL:
+        for j in range(stride):
+            buf[5 * stride + j] = <double>j
     while True:
         i0 = _claim(next_agent, chunk)
         if i0 >= n:
@@ -486,7 +497,7 @@ def _order_statistics(values, ranks, int depth=-1):
     return dict(zip(wanted.tolist(), np.asarray(vals)[:nr].tolist()))
 
 
-def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
+def interval_stats(ring, heads, counts, rows, lo, hi, out, start, *, threads=None):
     """Interval statistics of the selected agents' history rings into ``out``.
 
     ``ring`` float64 (R, H) C-contiguous; ``heads``, ``counts`` int32 (N,); ``rows``
@@ -494,15 +505,16 @@ def interval_stats(ring, heads, counts, rows, lo, hi, out, start):
     float64 (M, 9) C-contiguous, rows ``start .. start+N-1`` are written with
     ``COLUMNS``. Agent ``i``'s valid records are ring row ``rows[i]`` at positions
     ``(heads[i] - counts[i]) mod H .. (heads[i] - 1) mod H``, oldest first.
-    Runs without the GIL; large calls are split over the CPUs.
+    Runs without the GIL; large calls are split over the CPUs (at most ``threads`` threads
+    if given, an int >= 1).
     """
     _check(ring, heads, counts, rows, lo, hi, out, start)
-    _launch(ring, heads, counts, rows, lo, hi, out, start, None)
+    _launch(ring, heads, counts, rows, lo, hi, out, start, None, _threads(threads))
 
 
 def phi_windows(ring, heads, counts, rows, lo, hi, out, start, *, threshold=8.0,
                 min_std_deviation_ms=100.0, acceptable_heartbeat_pause_ms=0.0,
-                first_heartbeat_estimate_ms=1000.0):
+                first_heartbeat_estimate_ms=1000.0, threads=None):
     """Akka's phi-accrual window of the selected agents' history rings into ``out``.
 
     Arguments as for ``interval_stats`` (``lo`` and ``hi`` are accepted for the kernel's
@@ -512,15 +524,26 @@ def phi_windows(ring, heads, counts, rows, lo, hi, out, start, *, threshold=8.0,
     standard deviation (ms) of the intervals in the window after the agent's newest
     heartbeat, the number of seed intervals still in it, and the number of intervals left
     out (each ended an outage). See ``_window_py`` for the exact semantics.
-    Runs without the GIL; large calls are split over the CPUs.
+    Runs without the GIL; large calls are split over the CPUs (at most ``threads``).
     """
     _check(ring, heads, counts, rows, lo, hi, out, start)
     params = window_params(ring.shape[1], threshold, min_std_deviation_ms,
                            acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
-    _launch(ring, heads, counts, rows, lo, hi, out, start, params)
+    _launch(ring, heads, counts, rows, lo, hi, out, start, params, _threads(threads))
 
 
-def _launch(ring, heads, counts, rows, lo, hi, out, start, params):
+def _threads(threads):
+    """The ``threads`` keyword, checked: None (as many as pay) or an int >= 1."""
+    if threads is None:
+        return _MAX_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
+
+
+def _launch(ring, heads, counts, rows, lo, hi, out, start, params, int max_threads):
     """Run the kernel (interval statistics if ``params`` is None, else the Akka windows of
     the WindowParams values in ``params``) on checked arguments."""
     cdef WindowParams wp
@@ -530,14 +553,13 @@ def _launch(ring, heads, counts, rows, lo, hi, out, start, params):
     cdef Py_ssize_t nl = ring.shape[1] - 1
     if params is not None:
         wp.first, wp.pause, wp.min_var, wp.ys, wp.cap = params
-        wp.ys2 = wp.ys * wp.ys
         wptr = &wp
     net.n = 0
     if (params is None and _simd and LANES_MIN_N <= nl <= LANES_MAX_N
             and lo == -INFINITY and hi == INFINITY and heads.shape[0] >= LANES):
         pairs = _lane_network(nl)
-        net.pairs = &pairs[0]
         net.npairs = pairs.shape[0] // 2
+        net.pairs = &pairs[0] if net.npairs else NULL   # (16 wires: the block sort only)
         net.n = nl
     cdef const double[:, ::1] ring_v = ring
     cdef const int32_t[::1] heads_v = heads
@@ -566,7 +588,7 @@ def _launch(ring, heads, counts, rows, lo, hi, out, start, params):
     if rc == 3:
         raise ValueError(f"counts must be in [0, {H}] (ring capacity)")
     total = n * H
-    nthreads = min(_cpus(), _MAX_THREADS, max(1, total // _MIN_PARALLEL))
+    nthreads = min(_cpus(), _MAX_THREADS, max_threads, max(1, total // _MIN_PARALLEL))
     cdef Py_ssize_t[::1] next_agent = np.zeros(1, dtype=np.intp)
     cdef Py_ssize_t chunk = n
     if nthreads > 1:

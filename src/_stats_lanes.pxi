@@ -80,10 +80,43 @@ cdef extern from *:
         n2 -= n2 & 7;
         return _mm512_add_pd(moai_vsqdev(V, n2, m), moai_vsqdev(V + 8 * n2, n - n2, m));
     }
+    /* Wires b .. b+15 of V (those below n; +inf above) sorted in registers: the 63
+       comparators of moai_sort16 on vectors (the first four levels of Batcher's network). */
+    #define MOAI_ZX(a, b) { __m512d x_ = a; a = _mm512_min_pd(x_, b); b = _mm512_max_pd(b, x_); }
+    #define MOAI_ZL(i) (b + (i) < n ? _mm512_loadu_pd(V + 8 * (b + (i))) : inf)
+    #define MOAI_ZS(i, v) if (b + (i) < n) _mm512_storeu_pd(V + 8 * (b + (i)), v)
+    MOAI_LANES static void moai_block16(double* V, Py_ssize_t n, Py_ssize_t b) {
+        __m512d inf = _mm512_set1_pd(__builtin_inf());
+        __m512d v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
+        v0 = MOAI_ZL(0); v1 = MOAI_ZL(1); v2 = MOAI_ZL(2); v3 = MOAI_ZL(3);
+        v4 = MOAI_ZL(4); v5 = MOAI_ZL(5); v6 = MOAI_ZL(6); v7 = MOAI_ZL(7);
+        v8 = MOAI_ZL(8); v9 = MOAI_ZL(9); v10 = MOAI_ZL(10); v11 = MOAI_ZL(11);
+        v12 = MOAI_ZL(12); v13 = MOAI_ZL(13); v14 = MOAI_ZL(14); v15 = MOAI_ZL(15);
+        MOAI_ZX(v0, v1) MOAI_ZX(v2, v3) MOAI_ZX(v0, v2) MOAI_ZX(v1, v3) MOAI_ZX(v1, v2)
+        MOAI_ZX(v4, v5) MOAI_ZX(v6, v7) MOAI_ZX(v4, v6) MOAI_ZX(v5, v7) MOAI_ZX(v5, v6)
+        MOAI_ZX(v0, v4) MOAI_ZX(v2, v6) MOAI_ZX(v2, v4) MOAI_ZX(v1, v5) MOAI_ZX(v3, v7)
+        MOAI_ZX(v3, v5) MOAI_ZX(v1, v2) MOAI_ZX(v3, v4) MOAI_ZX(v5, v6) MOAI_ZX(v8, v9)
+        MOAI_ZX(v10, v11) MOAI_ZX(v8, v10) MOAI_ZX(v9, v11) MOAI_ZX(v9, v10)
+        MOAI_ZX(v12, v13) MOAI_ZX(v14, v15) MOAI_ZX(v12, v14) MOAI_ZX(v13, v15)
+        MOAI_ZX(v13, v14) MOAI_ZX(v8, v12) MOAI_ZX(v10, v14) MOAI_ZX(v10, v12)
+        MOAI_ZX(v9, v13) MOAI_ZX(v11, v15) MOAI_ZX(v11, v13) MOAI_ZX(v9, v10)
+        MOAI_ZX(v11, v12) MOAI_ZX(v13, v14) MOAI_ZX(v0, v8) MOAI_ZX(v4, v12)
+        MOAI_ZX(v4, v8) MOAI_ZX(v2, v10) MOAI_ZX(v6, v14) MOAI_ZX(v6, v10)
+        MOAI_ZX(v2, v4) MOAI_ZX(v6, v8) MOAI_ZX(v10, v12) MOAI_ZX(v1, v9)
+        MOAI_ZX(v5, v13) MOAI_ZX(v5, v9) MOAI_ZX(v3, v11) MOAI_ZX(v7, v15)
+        MOAI_ZX(v7, v11) MOAI_ZX(v3, v5) MOAI_ZX(v7, v9) MOAI_ZX(v11, v13)
+        MOAI_ZX(v1, v2) MOAI_ZX(v3, v4) MOAI_ZX(v5, v6) MOAI_ZX(v7, v8)
+        MOAI_ZX(v9, v10) MOAI_ZX(v11, v12) MOAI_ZX(v13, v14)
+        MOAI_ZS(0, v0); MOAI_ZS(1, v1); MOAI_ZS(2, v2); MOAI_ZS(3, v3);
+        MOAI_ZS(4, v4); MOAI_ZS(5, v5); MOAI_ZS(6, v6); MOAI_ZS(7, v7);
+        MOAI_ZS(8, v8); MOAI_ZS(9, v9); MOAI_ZS(10, v10); MOAI_ZS(11, v11);
+        MOAI_ZS(12, v12); MOAI_ZS(13, v13); MOAI_ZS(14, v14); MOAI_ZS(15, v15);
+    }
     /* Rows V[0..n-1] (n >= 1) of eight lanes: total, mean, std, min, max into res[0..40)
        (eight each) as the per-agent path computes them (_min_max's four interleaved
-       minima and maxima, combined in its order), then the comparators (wire pairs) of the
-       sorting network applied in place: a = min(a, b), b = max(b, a), as MOAI_CX. */
+       minima and maxima, combined in its order), then the sorting network in place: the
+       16-wire blocks sorted in registers, then the comparators (wire pairs) of the merges:
+       a = min(a, b), b = max(b, a), as MOAI_CX. */
     MOAI_LANES static void moai_lanes(double* V, Py_ssize_t n, const int32_t* pairs,
                                       Py_ssize_t npairs, double* res) {
         __m512d total = moai_vsum(V, n), nn = _mm512_set1_pd((double)n), mean, t;
@@ -107,6 +140,8 @@ cdef extern from *:
         mx0 = _mm512_max_pd(mx1, mx0); mx2 = _mm512_max_pd(mx3, mx2);
         _mm512_storeu_pd(res + 24, _mm512_min_pd(mn2, mn0));
         _mm512_storeu_pd(res + 32, _mm512_max_pd(mx2, mx0));
+        for (p = 0; p < n; p += 16)
+            moai_block16(V, n, p);
         for (p = 0; p < npairs; p++) {
             double* a = V + 8 * (Py_ssize_t)pairs[2 * p];
             double* b = V + 8 * (Py_ssize_t)pairs[2 * p + 1];
@@ -116,13 +151,49 @@ cdef extern from *:
             _mm512_storeu_pd(b, _mm512_max_pd(y, x));
         }
     }
+    /* V[8j + l] = R[l * rstride + j] for j < n rounded up to 8 (R's rows hold that many):
+       8x8 blocks transposed in registers (unpacks, then 128-bit lane shuffles). */
+    MOAI_LANES static void moai_transpose8(const double* R, Py_ssize_t rstride, Py_ssize_t n,
+                                           double* V) {
+        Py_ssize_t j;
+        __m512d r0, r1, r2, r3, r4, r5, r6, r7, t0, t1, t2, t3, t4, t5, t6, t7;
+        __m512d u0, u1, u2, u3, u4, u5, u6, u7;
+        for (j = 0; j < n; j += 8) {
+            const double* p = R + j;
+            double* o = V + 8 * j;
+            r0 = _mm512_loadu_pd(p); r1 = _mm512_loadu_pd(p + rstride);
+            r2 = _mm512_loadu_pd(p + 2 * rstride); r3 = _mm512_loadu_pd(p + 3 * rstride);
+            r4 = _mm512_loadu_pd(p + 4 * rstride); r5 = _mm512_loadu_pd(p + 5 * rstride);
+            r6 = _mm512_loadu_pd(p + 6 * rstride); r7 = _mm512_loadu_pd(p + 7 * rstride);
+            t0 = _mm512_unpacklo_pd(r0, r1); t1 = _mm512_unpackhi_pd(r0, r1);
+            t2 = _mm512_unpacklo_pd(r2, r3); t3 = _mm512_unpackhi_pd(r2, r3);
+            t4 = _mm512_unpacklo_pd(r4, r5); t5 = _mm512_unpackhi_pd(r4, r5);
+            t6 = _mm512_unpacklo_pd(r6, r7); t7 = _mm512_unpackhi_pd(r6, r7);
+            u0 = _mm512_shuffle_f64x2(t0, t2, 0x88); u1 = _mm512_shuffle_f64x2(t0, t2, 0xDD);
+            u2 = _mm512_shuffle_f64x2(t1, t3, 0x88); u3 = _mm512_shuffle_f64x2(t1, t3, 0xDD);
+            u4 = _mm512_shuffle_f64x2(t4, t6, 0x88); u5 = _mm512_shuffle_f64x2(t4, t6, 0xDD);
+            u6 = _mm512_shuffle_f64x2(t5, t7, 0x88); u7 = _mm512_shuffle_f64x2(t5, t7, 0xDD);
+            _mm512_storeu_pd(o, _mm512_shuffle_f64x2(u0, u4, 0x88));        /* column j */
+            _mm512_storeu_pd(o + 8, _mm512_shuffle_f64x2(u2, u6, 0x88));
+            _mm512_storeu_pd(o + 16, _mm512_shuffle_f64x2(u1, u5, 0x88));
+            _mm512_storeu_pd(o + 24, _mm512_shuffle_f64x2(u3, u7, 0x88));
+            _mm512_storeu_pd(o + 32, _mm512_shuffle_f64x2(u0, u4, 0xDD));
+            _mm512_storeu_pd(o + 40, _mm512_shuffle_f64x2(u2, u6, 0xDD));
+            _mm512_storeu_pd(o + 48, _mm512_shuffle_f64x2(u1, u5, 0xDD));
+            _mm512_storeu_pd(o + 56, _mm512_shuffle_f64x2(u3, u7, 0xDD));
+        }
+    }
     #else
     static void moai_lanes(double* V, Py_ssize_t n, const int32_t* pairs, Py_ssize_t npairs,
                            double* res) {}
+    static void moai_transpose8(const double* R, Py_ssize_t rstride, Py_ssize_t n,
+                                double* V) {}
     #endif
     """
     void _lanes_c "moai_lanes"(double* V, Py_ssize_t n, const int32_t* pairs, Py_ssize_t npairs,
                                double* res) nogil
+    void _transpose8 "moai_transpose8"(const double* R, Py_ssize_t rstride, Py_ssize_t n,
+                                       double* V) nogil
 
 
 cdef struct LaneNet:
@@ -140,8 +211,9 @@ cdef enum:
 
 
 def _batcher(Py_ssize_t n):
-    """Batcher's odd-even merge sort on the next power of two >= n wires, restricted to
-    wires 0..n-1 (the others would hold +inf: a comparator reaching one does nothing)."""
+    """Batcher's odd-even merge sort on the next power of two >= n wires (n >= 16),
+    restricted to wires 0..n-1 (the others would hold +inf: a comparator reaching one does
+    nothing), without the sorts of the aligned 16-wire blocks (moai_block16 does those)."""
     cdef Py_ssize_t size = 1
     while size < n:
         size *= 2
@@ -157,7 +229,7 @@ def _batcher(Py_ssize_t n):
             pairs.append((lo, lo + r))
 
     def sort(lo, hi):
-        if hi - lo >= 1:
+        if hi - lo >= 16:
             mid = lo + (hi - lo) // 2
             sort(lo, mid)
             sort(mid + 1, hi)
@@ -205,12 +277,13 @@ def _lane_network(Py_ssize_t n):
 
 cdef bint _agents8(const double[:, ::1] ring, const int32_t[::1] heads,
                    const int32_t[::1] counts, const int64_t[::1] rows, Py_ssize_t i,
-                   const LaneNet* net, double* V, double* buf, double* buf2,
-                   double[:, ::1] out, Py_ssize_t start) noexcept nogil:
+                   const LaneNet* net, double* V, double* R, Py_ssize_t stride, double* buf,
+                   double* buf2, double[:, ::1] out, Py_ssize_t start) noexcept nogil:
     """Rows of agents i .. i+7 (each with net.n intervals and no time range) through the
-    lanes; an agent with a NaN interval is redone by _agent. False, with nothing written,
-    if one of them has another number of records."""
-    cdef Py_ssize_t H = ring.shape[1], n = net.n, l, j, k, s, cnt = n + 1
+    lanes (V: the lanes' vectors, R: eight rows of ``stride`` doubles, stride >= n + 8); an
+    agent with a NaN interval is redone by _agent. False, with nothing written, if one of
+    them has another number of records."""
+    cdef Py_ssize_t H = ring.shape[1], n = net.n, l, k, s, cnt = n + 1
     cdef const double* row
     cdef double res[5 * LANES]
     cdef double last[LANES]
@@ -221,16 +294,16 @@ cdef bint _agents8(const double[:, ::1] ring, const int32_t[::1] heads,
     for l in range(LANES):
         if counts[i + l] != cnt:
             return False
-    # Transpose: interval k of agent l into V[8k + l].
+    # Each agent's intervals into its row of R, then transposed: interval k of agent l is
+    # V[8k + l].
     for l in range(LANES):
         row = &ring[rows[i + l], 0]
         s = heads[i + l] - cnt
         if s < 0:
             s += H
-        _direct_intervals(row, H, s, cnt, buf)
-        for j in range(n):
-            V[LANES * j + l] = buf[j]
-        last[l] = buf[n - 1]
+        _direct_intervals(row, H, s, cnt, R + l * stride)
+        last[l] = R[l * stride + n - 1]
+    _transpose8(R, stride, n, V)
     _lanes_c(V, n, net.pairs, net.npairs, res)
     vis[0] = <double>(n - 1) * (50.0 / 100.0)
     vis[1] = <double>(n - 1) * (95.0 / 100.0)

@@ -118,8 +118,8 @@ cdef int _simd = _has_avx512()
 
 
 def _set_simd(bint on):
-    """Test hook: use the AVX-512 selection if ``on`` and the CPU has it (else the portable
-    one); returns whether it was in use before."""
+    """Test hook: use the AVX-512 paths (the partition, the lanes) if ``on`` and the CPU
+    has it (else the portable ones); returns whether they were in use before."""
     global _simd
     cdef bint before = _simd != 0
     _simd = 1 if (on and _has_avx512()) else 0

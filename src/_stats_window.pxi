@@ -7,7 +7,6 @@ cdef struct WindowParams:
     double pause        # acceptable_heartbeat_pause_ms
     double min_var      # min_std_deviation_ms ** 2
     double ys           # available <=> y = (interval - mean - pause) / std < ys
-    double ys2          # ys * ys
     Py_ssize_t cap      # window capacity (Akka's max_sample_size): history_size - 1
 
 
@@ -16,64 +15,66 @@ cdef enum:
     LOOK_MAX = 1 << 20
 
 
-cdef inline unsigned char _bad(double x, double e, double lim, bint up) noexcept nogil:
-    """1 unless e < ys * sigma (lim = ys^2 * sigma^2, up = ys >= 0; no square root, no
-    division) and the interval x is finite. Bitwise operators, no branch: vectorizable."""
-    cdef bint neg = e < 0.0
-    cdef bint ok = (neg & (up | (e * e > lim))) | ((not neg) & up & (e * e < lim))
-    return not (ok & (x > -INFINITY) & (x < INFINITY))
-
-
-cdef inline void _judge(const double* d, const double* p1, const double* p2,
-                        Py_ssize_t k, Py_ssize_t L, const WindowParams* w,
-                        unsigned char* bad) noexcept nogil:
-    """bad[t] = 1 if interval d[t] would end an outage (Akka: phi >= threshold at that
-    heartbeat) or is not finite, judged against the window a[max(0, k+t-cap) .. k+t) of the
-    accepted values; p1, p2: prefix sums of the accepted values (shifted by first) and of
-    their squares. Two loops with contiguous loads (the window still filling, then full) and
-    no loop-carried dependency."""
-    cdef Py_ssize_t t, t1, idx, cap = w.cap
-    cdef double n, s1, s2, mu, var
-    cdef double base = w.pause, min_var = w.min_var, ys2 = w.ys2
-    cdef bint up = w.ys >= 0.0
-    t1 = cap - k
-    if t1 < 0:
-        t1 = 0
-    if t1 > L:
-        t1 = L
-    for t in range(t1):                       # a window of k + t values (< cap)
-        idx = k + t
-        n = <double>idx
-        mu = p1[idx] / n
-        var = p2[idx] / n - mu * mu
-        bad[t] = _bad(d[t], d[t] - w.first - base - mu,
-                      ys2 * (var if var > min_var else min_var), up)
-    n = <double>cap
-    for t in range(t1, L):                    # a full window of cap values
-        idx = k + t
-        s1 = p1[idx] - p1[idx - cap]
-        s2 = p2[idx] - p2[idx - cap]
-        mu = s1 / n
-        var = s2 / n - mu * mu
-        bad[t] = _bad(d[t], d[t] - w.first - base - mu,
-                      ys2 * (var if var > min_var else min_var), up)
+cdef extern from *:
+    """
+    /* bad[t] = 1.0 unless interval d[t] came while the agent was available (Akka: phi <
+       threshold, judged against the window of the accepted values before it) and is
+       finite (else 0.0). The window before d[t] holds the last min(k + t, cap) accepted
+       values; p1, p2 are prefix sums of the accepted values (minus first) and of their
+       squares, nums[i] = i. "phi < threshold" is y < ys with y = e / sigma, e = d - first -
+       pause - mean, sigma^2 = max(var, min_var); multiplied through by the window's size w
+       (w e, w^2 var) it needs no division and no square root: for ys >= 0, w e < 0 or
+       (w e)^2 < ys^2 max(w^2 var, w^2 min_var); for ys < 0, w e < 0 and (w e)^2 > ys^2
+       max(...). Two loops (the window filling, then full) with contiguous loads, no
+       loop-carried dependency and only double arithmetic and selects (no branch, no mixed
+       widths): the compiler vectorizes them. */
+    #define MOAI_JUDGE(w, s1, s2) do { \
+            double x_ = d[t], we_ = (w) * (x_ - base) - (s1); \
+            double nv_ = (w) * (s2) - (s1) * (s1), lim_ = (w) * (w) * min_var; \
+            double sq_ = we_ * we_, neg_, fin_, ok_; \
+            lim_ = (nv_ > lim_ ? nv_ : lim_) * ys2; \
+            neg_ = we_ < 0.0 ? 1.0 : 0.0; \
+            fin_ = x_ - x_ == 0.0 ? 1.0 : 0.0;                 /* finite */ \
+            ok_ = up ? (neg_ + (sq_ < lim_ ? 1.0 : 0.0)) * fin_ \
+                     : neg_ * (sq_ > lim_ ? 1.0 : 0.0) * fin_; \
+            bad[t] = ok_ == 0.0 ? 1.0 : 0.0; \
+        } while (0)
+    static void moai_judge(const double* restrict d, const double* restrict p1,
+                           const double* restrict p2, Py_ssize_t k, Py_ssize_t L,
+                           Py_ssize_t cap, double base, double min_var, double ys,
+                           const double* restrict nums, double* restrict bad) {
+        Py_ssize_t t, t1 = cap - k;
+        const double ys2 = ys * ys, wc = (double)cap;
+        const int up = ys >= 0.0;
+        if (t1 < 0) t1 = 0;
+        if (t1 > L) t1 = L;
+        for (t = 0; t < t1; t++)                    /* a window of k + t values (< cap) */
+            MOAI_JUDGE(nums[k + t], p1[k + t], p2[k + t]);
+        for (t = t1; t < L; t++)                    /* a full window of cap values */
+            MOAI_JUDGE(wc, p1[k + t] - p1[k + t - cap], p2[k + t] - p2[k + t - cap]);
+    }
+    """
+    void _judge_c "moai_judge"(const double* d, const double* p1, const double* p2,
+                               Py_ssize_t k, Py_ssize_t L, Py_ssize_t cap, double base,
+                               double min_var, double ys, const double* nums,
+                               double* bad) nogil
 
 
 cdef inline void _window_agent(const double* row, Py_ssize_t H, Py_ssize_t head,
                                Py_ssize_t cnt, const WindowParams* w, double* scratch,
                                Py_ssize_t stride, double* o) noexcept nogil:
     """Row o of phi_windows for one agent: count, mean, std (ms) of its final window,
-    seeds still in it, intervals left out. ``scratch``: 5 buffers of ``stride`` >= H + 3
-    doubles."""
+    seeds still in it, intervals left out. ``scratch``: 6 buffers of ``stride`` >= H + 3
+    doubles, the sixth holding 0, 1, 2, ..."""
     cdef Py_ssize_t s, j, m, k, L, look, t, nw
     cdef Py_ssize_t skipped = 0
     cdef double* d = scratch                  # intervals, ms
     cdef double* a = scratch + stride         # accepted values - first (seeds, intervals)
     cdef double* p1 = scratch + 2 * stride    # p1[i] = sum of a[0..i-1]
     cdef double* p2 = scratch + 3 * stride    # p2[i] = sum of a[0..i-1] ** 2
-    cdef unsigned char* bad = <unsigned char*>(scratch + 4 * stride)
-    cdef const unsigned char* hit
-    cdef double x, mean
+    cdef double* bad = scratch + 4 * stride   # 1.0: the interval is left out
+    cdef const double* nums = scratch + 5 * stride
+    cdef double x, mean, s1, s2
     if cnt == 0:
         _nan_row(o, 0, NCOL)
         return
@@ -105,20 +106,25 @@ cdef inline void _window_agent(const double* row, Py_ssize_t H, Py_ssize_t head,
         L = m - j
         if L > look:
             L = look
-        for t in range(L):
+        s1 = p1[k]
+        s2 = p2[k]
+        for t in range(L):                    # (the sums in registers: p1, p2 may alias)
             x = d[j + t] - w.first
             a[k + t] = x
-            p1[k + t + 1] = p1[k + t] + x
-            p2[k + t + 1] = p2[k + t] + x * x
-        _judge(d + j, p1, p2, k, L, w, bad)
-        hit = <const unsigned char*>memchr(bad, 1, L)
-        if hit == NULL:
+            s1 = s1 + x
+            s2 = s2 + x * x
+            p1[k + t + 1] = s1
+            p2[k + t + 1] = s2
+        _judge_c(d + j, p1, p2, k, L, w.cap, w.first + w.pause, w.min_var, w.ys, nums, bad)
+        t = 0
+        while t < L and bad[t] == 0.0:
+            t += 1
+        if t == L:
             k += L
             j += L
             if look < LOOK_MAX:
                 look *= 2
             continue
-        t = hit - bad
         k += t                                # a[k] (the rejected one) is overwritten next
         j += t + 1
         skipped += 1

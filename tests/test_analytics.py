@@ -242,7 +242,8 @@ def _assert_phi(got, ref):
     assert np.isfinite(got[~finite]).all() and (got[~finite] >= 299).all()
 
 
-@pytest.mark.parametrize("params", PHI_PARAMS, ids=["default", "pause", "wide", "tight", "threshold"])
+@pytest.mark.parametrize("params", PHI_PARAMS,
+                         ids=["default", "pause", "wide", "tight", "threshold"])
 def test_phi_matches_akka_formula(gridded, vclock, params):
     m, last, _ = gridded
     ids = list(m.monitoring_agents)
@@ -332,6 +333,28 @@ def test_snapshot_empty(make_monitor):
     snap = m.snapshot()
     assert len(snap) == 0 and snap.phi.shape == (0,)
     assert snap.counts == {"healthy": 0, "degraded": 0, "critical": 0, "failed": 0}
+
+
+def test_passes_split_into_parts_give_the_same_rows(jittery, monkeypatch):
+    """Large passes run in parts side by side (one engine call per part, each kernel on one
+    thread); the rows are those of a single call, in the same order."""
+    from moai_flow_fast.analytics import _fleet
+
+    m = jittery
+    pick = list(m.monitoring_agents)[::-1] + ["unknown"]
+    whole = m.interval_stats(pick), m.phi(pick), m.phi(), m.snapshot().phi
+    monkeypatch.setattr(_fleet, "_SPLIT_AGENTS", 16)
+    monkeypatch.setattr(_fleet.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert _fleet._parts(len(pick)) == 3
+    parts = m.interval_stats(pick), m.phi(pick), m.phi(), m.snapshot().phi
+    assert parts[0].tobytes() == whole[0].tobytes()
+    for a, b in zip(parts[1:], whole[1:], strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    # an error in one part's thread reaches the caller
+    with pytest.raises(TypeError, match="threshold"):
+        m._fleet._in_parts(m.handles(pick[:-1]), -math.inf, math.inf,
+                           lambda *args, **kw: m._fleet._windows(*args, threshold="x", **kw),
+                           lambda a, b, rows: None)
 
 
 # ----------------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ def _drive(m, clock, n, n_dead, *, real_clock, batch, duration):
             t0 = time.monotonic()
             ok = 0
             p = 0
-            while p < HISTORY - 1 and time.monotonic() < t_end:
+            # one pass at least, however late a loaded machine starts this thread
+            while p < HISTORY - 1 and (p == 0 or time.monotonic() < t_end):
                 for a in part:
                     ok += rh(a)
                 p += 1
@@ -160,7 +161,8 @@ def _drive(m, clock, n, n_dead, *, real_clock, batch, duration):
             t0 = time.monotonic()
             ok = 0
             p = 0
-            while p < HISTORY - 1 and time.monotonic() < t_end:
+            # one pass at least, however late a loaded machine starts this thread
+            while p < HISTORY - 1 and (p == 0 or time.monotonic() < t_end):
                 for j, (h, ids) in enumerate(chunks):
                     # alternate handles and ids so both input forms are under load
                     ok += int(m.record_heartbeats(h if (p + j) % 2 == 0 else ids).sum())

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from moai_flow_fast.analytics._phi import phi
+from moai_flow_fast.analytics._phi import phi, window_params, y_threshold
 
 RTOL, ATOL = 1e-9, 1e-12
 NAN, INF = float("nan"), float("inf")
@@ -198,3 +198,32 @@ def test_unused_history_may_be_nan():
     # NaN mean/std are fine where they are not used: few samples, or never heartbeated
     assert phi(NAN, NAN, NAN, 5) == 0.0
     assert np.isfinite(phi(10.0, NAN, -1.0, 1))
+
+
+# --- the threshold as a y, for the window kernels -----------------------------------------
+
+@pytest.mark.parametrize("threshold", [1e-9, 0.1, math.log10(2.0), 0.5, 1.0, 3.0, 8.0,
+                                       16.0, 100.0, 400.0, 1e6])
+def test_y_threshold_is_where_phi_reaches_it(threshold):
+    """phi is increasing in y; a kernel judges phi < threshold as y < y_threshold."""
+    y = y_threshold(threshold)
+    at = phi(1000.0 + 100.0 * y, 1000.0, 100.0, 5)
+    assert float(at) == pytest.approx(threshold, rel=1e-12)
+    step = max(abs(y), 1.0) * 1e-9
+    assert float(phi(1000.0 + 100.0 * (y - step), 1000.0, 100.0, 5)) < threshold
+    assert float(phi(1000.0 + 100.0 * (y + step), 1000.0, 100.0, 5)) > threshold
+    assert (y < 0) == (threshold < math.log10(2.0))         # phi(0) = log10(2)
+
+
+def test_window_params():
+    assert window_params(100, 8.0, 100.0, 0.0, 1000.0) == \
+        (1000.0, 0.0, 10_000.0, y_threshold(8.0), 99)
+    assert window_params(1, 3, 10, 500, 250)[4] == 1        # a window holds >= 1 value
+    for name, args in [("threshold", (0.0, 1.0, 0.0, 1.0)), ("threshold", (NAN, 1.0, 0.0, 1.0)),
+                       ("min_std_deviation_ms", (8.0, 0.0, 0.0, 1.0)),
+                       ("acceptable_heartbeat_pause_ms", (8.0, 1.0, -1.0, 1.0)),
+                       ("first_heartbeat_estimate_ms", (8.0, 1.0, 0.0, INF))]:
+        with pytest.raises(ValueError, match=name):
+            window_params(10, *args)
+    with pytest.raises(TypeError, match="threshold"):
+        window_params(10, "8", 1.0, 0.0, 1.0)

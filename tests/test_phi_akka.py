@@ -19,6 +19,7 @@ scenarios (AccrualFailureDetectorSpec) are ported with this project's numbers.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections import deque
@@ -244,7 +245,7 @@ def test_one_heartbeat_is_judged_by_the_estimate(engine):
 def test_phi_increases_with_silence(engine):
     d = Driven(engine, [100.0, 100.0, 100.0])
     got = [d.phi_after(s)[0] for s in range(0, 1500, 25)]
-    assert got[0] > 0.0 and all(b > a for a, b in zip(got, got[1:]))
+    assert got[0] > 0.0 and all(b > a for a, b in itertools.pairwise(got))
 
 
 def test_available_after_successful_heartbeats_dead_after_missed_ones(engine):
@@ -276,7 +277,7 @@ def test_outage_interval_is_left_out(engine):
     assert silent >= 8.0 and silent > 100.0                     # dead again
     assert_phi([silent], [ref.phi(elapsed)])
     # the window is the regular intervals: the outage one would have made it look normal
-    everything = regular + [300_000.0] + after
+    everything = [*regular, 300_000.0, *after]
     with_outage = phi_formula(elapsed, np.mean(everything), np.std(everything),
                               len(everything), acceptable_heartbeat_pause_ms=3000.0)
     assert float(with_outage) < 1.0
@@ -435,7 +436,7 @@ def window_kernels():
         from moai_flow_fast.analytics import _stats_c
     except ImportError:
         return kernels
-    return kernels + [("compiled", _stats_c.phi_windows)]
+    return [*kernels, ("compiled", _stats_c.phi_windows)]
 
 
 def random_rings(rng, n, H):

@@ -26,7 +26,7 @@ BITWISE = platform.machine() in {"x86_64", "AMD64"}
 
 def load(name):
     # The compiled module is imported directly (no importorskip): a missing build fails.
-    module = "moai_flow_fast.analytics._stats_c" if name == "compiled" else "moai_flow_fast.analytics._stats_py"
+    module = "moai_flow_fast.analytics." + ("_stats_c" if name == "compiled" else "_stats_py")
     return importlib.import_module(module)
 
 
@@ -282,6 +282,92 @@ def test_compiled_order_statistics_hook():
             got = c._order_statistics(values, ranks, depth)
             srt = np.sort(values)
             assert got == {int(k): float(srt[k]) for k in np.unique(ranks)}
+
+
+# --- the compiled kernel's paths: eight agents at a time (AVX-512), one at a time --------
+
+def full_rings(rng, n, H, *, special=True):
+    """n full rings (the lane path's case) at random heads, rows in a shuffled order; with
+    `special`, some agents break their group of eight (a shorter history) or carry NaN,
+    +inf, duplicate, equal or negative intervals."""
+    ring = random_rings(rng, n, H, dup_fraction=0.05)
+    heads = rng.integers(0, H, n).astype(np.int32)
+    counts = np.full(n, H, np.int32)
+    if special:
+        counts[rng.random(n) < 0.03] = H - 1
+        pick = rng.choice(n, size=max(1, n // 20), replace=False)
+        for k, i in enumerate(pick):
+            j = int(rng.integers(0, H))
+            ring[i, j] = [NAN, INF, ring[i, j - 1], ring[i, 0], T0 - 5.0][k % 5]
+        ring[pick[: len(pick) // 3]] = T0 + np.arange(H) * 0.5   # identical intervals
+    return ring, heads, counts, rng.permutation(n).astype(np.int64)
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize("H", [17, 18, 33, 64, 100, 129, 200, 257, 258])
+def test_compiled_paths_agree_to_the_bit(H):
+    """Full rings go through the lanes (a sorting network on eight agents at once) on a CPU
+    with AVX-512, others one agent at a time: both give numpy's rows to the bit (x86-64),
+    NaN, infinite and duplicate intervals included, whatever the grouping."""
+    c = load("compiled")
+    rng = np.random.default_rng(H)
+    ring, heads, counts, rows = full_rings(rng, 203, H)
+    before = c._set_simd(True)
+    try:
+        lanes = run(c, ring, heads, counts, rows, start=3)
+        c._set_simd(False)
+        single = run(c, ring, heads, counts, rows, start=3)
+    finally:
+        c._set_simd(before)
+    assert np.array_equal(lanes, single, equal_nan=True)
+    want = reference(ring, heads, counts, rows, -INF, INF)
+    if BITWISE:
+        assert np.array_equal(lanes, want, equal_nan=True)
+    np.testing.assert_allclose(lanes, want, rtol=RTOL, atol=0, equal_nan=True)
+    assert np.isnan(lanes[:, 1]).any() and (lanes[:, 0] == H - 1).mean() > 0.9
+
+
+@pytest.mark.compiled
+def test_compiled_lanes_every_size():
+    """Every history length the lanes take (16 .. 256 intervals), sorted, reversed and
+    random rings, against the per-agent path (the networks are built per length)."""
+    c = load("compiled")
+    rng = np.random.default_rng(3)
+    before = c._set_simd(True)
+    try:
+        for H in range(17, 258):
+            ring, heads, counts, rows = full_rings(rng, 16, H, special=False)
+            ring[1] = T0 + np.arange(H) ** 2 * 1e-3               # increasing intervals
+            ring[2] = T0 + np.sqrt(np.arange(H))                  # decreasing intervals
+            c._set_simd(True)
+            lanes = run(c, ring, heads, counts, rows)
+            c._set_simd(False)
+            assert np.array_equal(lanes, run(c, ring, heads, counts, rows)), H
+    finally:
+        c._set_simd(before)
+
+
+@pytest.mark.compiled
+def test_compiled_threads_keyword(monkeypatch):
+    c = load("compiled")
+    rng = np.random.default_rng(4)
+    ring, heads, counts, rows = full_rings(rng, 3000, 100)
+    monkeypatch.setattr(c, "_MIN_PARALLEL", 1)
+    monkeypatch.setattr(c, "_cpus", lambda: 4)
+    outs = []
+    for threads in (None, 1, 3):
+        out = np.empty((3000, 9))
+        c.interval_stats(ring, heads, counts, rows, -INF, INF, out, 0, threads=threads)
+        outs.append(out)
+    assert all(np.array_equal(outs[0], o, equal_nan=True) for o in outs[1:])
+
+
+@pytest.mark.parametrize("threads, exc", [(0, ValueError), (-2, ValueError),
+                                          (1.0, TypeError), (True, TypeError),
+                                          ("2", TypeError)])
+def test_bad_threads(mod, threads, exc):
+    with pytest.raises(exc, match="threads"):
+        mod.interval_stats(**_good(), threads=threads)
 
 
 # --- errors ------------------------------------------------------------------------------

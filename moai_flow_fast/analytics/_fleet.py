@@ -4,6 +4,9 @@ snapshots of the whole swarm, and export to pandas (composed into HeartbeatMonit
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -18,6 +21,12 @@ from ._phi import phi, window_params
 from ._stats_py import COLUMNS
 
 __all__ = ["STATS_DTYPE", "Fleet", "Snapshot", "kernel_for"]
+
+# A pass over at least this many agents is split into parts run side by side, one per CPU
+# (at most _MAX_PARTS): the engine copies a part's rings under its lock while the kernels of
+# the others run without it, so the copy, which is serial, overlaps the computation.
+_SPLIT_AGENTS = 1 << 15
+_MAX_PARTS = 8
 
 # One row of interval_stats: the handle, then the kernel's COLUMNS (count first, an integer).
 STATS_DTYPE = np.dtype([("handle", np.int64), (COLUMNS[0], np.int64),
@@ -62,6 +71,16 @@ def _windows_for(kernel: Kernel) -> Kernel:
     return _stats_c.phi_windows
 
 
+def _parts(n: int) -> int:
+    if n < 2 * _SPLIT_AGENTS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_PARTS, n // _SPLIT_AGENTS))
+
+
 def _time_range(time_range: Any) -> tuple[float, float]:
     if time_range is None:
         return -math.inf, math.inf
@@ -93,16 +112,19 @@ class Fleet:
         """See HeartbeatMonitor.interval_stats."""
         lo, hi = _time_range(time_range)
         handles = self._batch.all_or(agent_ids)
-        raw = self._engine.interval_stats(handles, lo, hi, self._kernel)
         # The structured rows are 10 packed 8-byte fields: fill them as a (n, 10) array
-        # (two column copies and one block copy) and view it, instead of ten strided
-        # field assignments (5x slower at 10^6 agents).
+        # (a block copy and two column copies per part, in the part's thread) and view it,
+        # instead of ten strided field assignments (5x slower at 10^6 agents).
         n = len(handles)
         rows = np.empty((n, 1 + len(COLUMNS)), dtype=np.float64)
-        rows[:, 1:] = raw
         whole = rows.view(np.int64)
-        whole[:, 0] = handles
-        whole[:, 1] = raw[:, 0]              # the count, exact in float64
+
+        def sink(a: int, b: int, raw: np.ndarray[Any, Any]) -> None:
+            rows[a:b, 1:] = raw
+            whole[a:b, 0] = handles[a:b]
+            whole[a:b, 1] = raw[:, 0]        # the count, exact in float64
+
+        self._in_parts(handles, lo, hi, self._kernel, sink)
         return rows.view(STATS_DTYPE).reshape(n)
 
     def snapshot(self, *, min_std_deviation_ms: float = 100.0,
@@ -161,13 +183,54 @@ class Fleet:
                 ) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Phi of these agents: each one's Akka window (one pass over the history rings)
         and its silence; an agent without a record is judged against the seeds."""
-        windows = self._engine.interval_stats(handles, -math.inf, math.inf,
-                                              partial(self._windows, **params))
+        windows = np.empty((len(handles), 3))
+
+        def sink(a: int, b: int, raw: np.ndarray[Any, Any]) -> None:
+            windows[a:b] = raw[:, :3]
+
+        self._in_parts(handles, -math.inf, math.inf, partial(self._windows, **params), sink)
         return phi(elapsed_ms, windows[:, 1], windows[:, 2], windows[:, 0],
                    min_std_deviation_ms=params["min_std_deviation_ms"],
                    acceptable_heartbeat_pause_ms=params["acceptable_heartbeat_pause_ms"],
                    first_heartbeat_estimate_ms=params["first_heartbeat_estimate_ms"],
                    min_samples=1)
+
+    def _in_parts(self, handles: Any, lo: float, hi: float, kernel: Kernel,
+                  sink: Callable[[int, int, np.ndarray[Any, Any]], None]) -> None:
+        """The engine's pass of `kernel` over `handles`, in parts run side by side (each
+        kernel on one thread: the parts use the CPUs); `sink(a, b, rows)` takes the rows of
+        handles[a:b], in its part's thread."""
+        n = len(handles)
+        parts = _parts(n)
+        if parts == 1:
+            sink(0, n, self._engine.interval_stats(handles, lo, hi, kernel))
+            return
+        bounds = [n * k // parts for k in range(parts + 1)]
+        one = partial(kernel, threads=1)
+        errors: list[BaseException] = []
+
+        def run(k: int) -> None:
+            a, b = bounds[k], bounds[k + 1]
+            try:
+                sink(a, b, self._engine.interval_stats(handles[a:b], lo, hi, one))
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+
+        workers = []
+        for k in range(1, parts):
+            worker = threading.Thread(target=run, args=(k,), name="moai-flow-fast-stats",
+                                      daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:             # cannot start a thread: this part runs here
+                run(k)
+                continue
+            workers.append(worker)
+        run(0)
+        for worker in workers:
+            worker.join()
+        if errors:
+            raise errors[0]
 
     def to_pandas(self) -> Any:
         """See HeartbeatMonitor.to_pandas."""

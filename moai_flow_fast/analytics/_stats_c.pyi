@@ -25,6 +25,8 @@ def interval_stats(
     hi: float,
     out: np.ndarray[Any, np.dtype[np.float64]],
     start: int,
+    *,
+    threads: int | None = ...,
 ) -> None: ...
 def phi_windows(
     ring: np.ndarray[Any, np.dtype[np.float64]],
@@ -40,4 +42,5 @@ def phi_windows(
     min_std_deviation_ms: float = ...,
     acceptable_heartbeat_pause_ms: float = ...,
     first_heartbeat_estimate_ms: float = ...,
+    threads: int | None = ...,
 ) -> None: ...

@@ -164,18 +164,31 @@ def _block(ring: F64Array, heads: npt.NDArray[np.int32], counts: npt.NDArray[np.
     out[rows_has, 1:8] = stats
 
 
+def _check_threads(threads: Any) -> None:
+    """The kernels' ``threads`` keyword: None or an int >= 1 (as the compiled module)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+
+
 def interval_stats(ring: F64Array, heads: npt.NDArray[np.int32],
                    counts: npt.NDArray[np.int32], rows: npt.NDArray[np.int64],
-                   lo: float, hi: float, out: F64Array, start: int) -> None:
+                   lo: float, hi: float, out: F64Array, start: int, *,
+                   threads: int | None = None) -> None:
     """Interval statistics of the selected agents' history rings into ``out``.
 
     ``ring`` float64 (R, H) C-contiguous; ``heads``, ``counts`` int32 (N,); ``rows``
     int64 (N,); ``lo``, ``hi`` the time range (inclusive; -inf/inf for none); ``out``
     float64 (M, 9) C-contiguous, rows ``start .. start+N-1`` are written with
     ``COLUMNS``. Agent ``i``'s valid records are ring row ``rows[i]`` at positions
-    ``(heads[i] - counts[i]) mod H .. (heads[i] - 1) mod H``, oldest first.
+    ``(heads[i] - counts[i]) mod H .. (heads[i] - 1) mod H``, oldest first. ``threads``
+    (None or an int >= 1, checked) is the compiled kernel's; numpy here uses one.
     """
     _check(ring, heads, counts, rows, lo, hi, out, start)
+    _check_threads(threads)
     n = heads.shape[0]
     if n == 0:
         return

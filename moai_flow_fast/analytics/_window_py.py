@@ -37,6 +37,21 @@ Where this differs from Akka (and why):
 - An interval that is not finite (from a NaN or infinite record) is never added. An
   interval that is negative (a wall-clock step back while the ring holds wall time) is
   judged and added like any other; Akka's monotonic clock has none.
+
+And in the monitor's ``phi``/``snapshot`` (``_fleet.py``), which apply ``_phi.phi`` to these
+windows and each agent's silence:
+
+- Where Akka's ``exp`` underflows (phi above about 300) Akka returns +inf; phi keeps
+  growing, finite (see ``_phi``).
+- ``first_heartbeat_estimate_ms`` is one value per call (default: the monitor's default
+  interval), not each agent's own interval: an agent whose intervals are far above it has
+  them all judged as ends of outages, as Akka's detector would.
+- An agent with no heartbeat in its ring has phi 0 (Akka: an unmanaged connection), except
+  one whose clock started at registration (``start_clock_on_register``): it is judged
+  against the seeds from then on, as if registration were a first heartbeat.
+- The silences are read in the engine's snapshot, the windows just after it (a second
+  pass over the rings): a heartbeat arriving in between can be in an agent's window and
+  not yet in its silence.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._phi import window_params
-from ._stats_py import _check, _check_indices
+from ._stats_py import _check, _check_indices, _check_threads
 
 __all__ = ["WINDOW_COLUMNS", "phi_windows"]
 
@@ -122,14 +137,16 @@ def phi_windows(ring: F64Array, heads: npt.NDArray[np.int32],
                 lo: float, hi: float, out: F64Array, start: int, *,
                 threshold: Any = 8.0, min_std_deviation_ms: Any = 100.0,
                 acceptable_heartbeat_pause_ms: Any = 0.0,
-                first_heartbeat_estimate_ms: Any = 1000.0) -> None:
+                first_heartbeat_estimate_ms: Any = 1000.0, threads: int | None = None) -> None:
     """Akka's phi-accrual window of the selected agents' history rings into ``out``.
 
     Arguments as for ``interval_stats`` (``lo`` and ``hi`` are accepted for the kernel's
     signature and ignored: the window always reads the whole ring), the keywords as in
-    Akka's detector. See the module docstring for what is written.
+    Akka's detector (``threads``: as for ``interval_stats``). See the module docstring for
+    what is written.
     """
     _check(ring, heads, counts, rows, lo, hi, out, start)
+    _check_threads(threads)
     params = window_params(ring.shape[1], threshold, min_std_deviation_ms,
                            acceptable_heartbeat_pause_ms, first_heartbeat_estimate_ms)
     n = heads.shape[0]
