@@ -253,6 +253,8 @@ def build_app(service: Service) -> FastAPI:
         return FileResponse(page, media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    if service.cluster is not None:      # --redis: routes answering for the whole cluster
+        service.cluster.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -11,7 +11,15 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from ._config import TOKEN_ENV, UDP_SECRET_ENV, ConfigError, ServiceConfig, load_toml
+from ._config import (
+    CLUSTER_DEFAULTS,
+    REDIS_ENV,
+    TOKEN_ENV,
+    UDP_SECRET_ENV,
+    ConfigError,
+    ServiceConfig,
+    load_toml,
+)
 
 __all__ = ["add_serve_parser", "run_serve"]
 
@@ -23,7 +31,8 @@ _HELP = {
     "token_file": "read the bearer token from FILE",
     "udp_secret": f"HMAC-SHA256 key of signed UDP datagrams (or {UDP_SECRET_ENV})",
     "udp_secret_file": "read the UDP secret from FILE",
-    "state_file": "snapshot agents and histories to FILE and restore them at start",
+    "state_file": "snapshot agents and histories to FILE and restore them at start (not "
+                  "with --redis: Redis holds the state of a cluster)",
     "snapshot_interval": "seconds between snapshots (default 5)",
     "interval_ms": "default heartbeat interval of registered agents (default 5000)",
     "failure_threshold": "default failure threshold (default 3)",
@@ -39,6 +48,20 @@ _HELP = {
     "sse_queue": "events queued per /v1/events client before it is dropped (default 10000)",
     "max_body_bytes": "largest request body accepted (default 8388608)",
     "log_level": "debug, info, warning, error (default info)",
+    "redis": f"cluster mode: join the shards sharing the swarm through this Redis "
+             f"(redis://HOST:PORT/DB, or {REDIS_ENV}). Heartbeats and registrations go "
+             f"into Redis, the owner of an agent's partition monitors it, any shard answers "
+             f"for every agent. Redis is then the durable state: --state-file is refused",
+    "partitions": f"partitions of the swarm, the same on every shard (default "
+                  f"{CLUSTER_DEFAULTS['partitions']})",
+    "shard_name": "this shard's name, unique in the cluster (default hostname-pid)",
+    "prefix": f"prefix of the Redis keys and streams (default {CLUSTER_DEFAULTS['prefix']})",
+    "lease_ms": f"partition lease in ms: a dead shard's partitions are taken over after "
+                f"this (default {CLUSTER_DEFAULTS['lease_ms']})",
+    "poll_ms": f"stream poll in ms, at most half the lease (default "
+               f"{CLUSTER_DEFAULTS['poll_ms']})",
+    "announce_url": "URL the other shards use to reach this one's HTTP API (default the "
+                    "bound address; set it when binding 0.0.0.0 or ::)",
 }
 
 
@@ -69,6 +92,14 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
                        default=None, help=_HELP["auto_register"])
     serve.add_argument("--webhook", action="append", metavar="URL", help=_HELP["webhook"])
     serve.add_argument("--log-level", dest="log_level", help=_HELP["log_level"])
+    cluster = serve.add_argument_group("cluster mode (Redis Streams)")
+    cluster.add_argument("--redis", metavar="URL", help=_HELP["redis"])
+    options: list[tuple[str, str, type[Any]]] = [
+        ("partitions", "N", int), ("shard_name", "NAME", str), ("prefix", "PREFIX", str),
+        ("lease_ms", "MS", int), ("poll_ms", "MS", int), ("announce_url", "URL", str)]
+    for name, metavar, kind in options:
+        cluster.add_argument("--" + name.replace("_", "-"), dest=name, metavar=metavar,
+                             type=kind, help=_HELP[name])
     serve.set_defaults(run=run_serve, parser=serve)
     return serve  # type: ignore[no-any-return]
 

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["TOKEN_ENV", "UDP_SECRET_ENV", "ConfigError", "ServiceConfig", "load_toml",
-           "parse_address"]
+__all__ = ["CLUSTER_DEFAULTS", "REDIS_ENV", "TOKEN_ENV", "UDP_SECRET_ENV", "ConfigError",
+           "ServiceConfig", "load_toml", "parse_address", "redacted_url"]
 
 TOKEN_ENV = "MOAI_FLOW_FAST_TOKEN"
 UDP_SECRET_ENV = "MOAI_FLOW_FAST_UDP_SECRET"
+REDIS_ENV = "MOAI_FLOW_FAST_REDIS"      # the URL may hold a password: keep it off argv
+# Cluster settings are None unless given, so one given without `redis` is an error rather
+# than silently unused; with `redis` the unset ones take these values.
+CLUSTER_DEFAULTS: dict[str, Any] = {"partitions": 16, "prefix": "mff", "lease_ms": 3000,
+                                    "poll_ms": 100}
+# The cluster library's rules (moai_flow_fast.cluster.ClusterConfig), checked here too so
+# that `serve` refuses a bad value before it starts anything, naming the option.
+_NAMES = {"shard_name": (re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "_ . -"),
+          "prefix": (re.compile(r"^[A-Za-z0-9_.:-]{1,64}$"), "_ . - :")}
 
 
 class ConfigError(ValueError):
@@ -47,6 +59,14 @@ class ServiceConfig:
     sse_queue: int = 10_000                 # events held per SSE client before dropping it
     max_body_bytes: int = 8 << 20
     log_level: str = "info"
+    # Cluster mode (issue 14): shards sharing the swarm through Redis Streams.
+    redis: str | None = None
+    partitions: int | None = None
+    shard_name: str | None = None           # default: hostname-pid
+    prefix: str | None = None
+    lease_ms: int | None = None
+    poll_ms: int | None = None
+    announce_url: str | None = None         # default: http:// + the bound address
 
     # -- filled by resolve() --------------------------------------------------------------
 
@@ -84,6 +104,7 @@ class ServiceConfig:
         for url in self.webhook:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ConfigError(f"webhook must be an http:// or https:// URL, got {url!r}")
+        self._resolve_cluster(env)
         host, _ = parse_address("http", self.http)
         if self.token is None and not is_loopback(host):
             raise ConfigError(f"http: refusing to bind {host!r}, which is not a loopback "
@@ -96,12 +117,88 @@ class ServiceConfig:
                                   f"loopback address, without --udp-secret")
         return self
 
+    def _resolve_cluster(self, env: Mapping[str, str]) -> None:
+        if self.redis is None and env.get(REDIS_ENV):
+            self.redis = env[REDIS_ENV]
+        if self.redis is None:
+            for name in (*CLUSTER_DEFAULTS, "shard_name", "announce_url"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{name} needs redis (cluster mode: --redis URL or "
+                                      f"{REDIS_ENV})")
+            return
+        _check_redis_url(self.redis)
+        if self.state_file is not None:
+            raise ConfigError("state_file cannot be used with redis: in cluster mode the "
+                              "registry and the heartbeat streams in Redis are the durable "
+                              "state (a restarted shard replays them)")
+        if not float(self.interval_ms).is_integer():
+            raise ConfigError(f"interval_ms must be a whole number of milliseconds with "
+                              f"redis (the cluster's registry holds integers), got "
+                              f"{self.interval_ms!r}")
+        for name, default in CLUSTER_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.shard_name is None:
+            self.shard_name = f"{socket.gethostname()}-{os.getpid()}"
+        _check_range("partitions", self.partitions, 1, 4096, whole=True)
+        _check_range("lease_ms", self.lease_ms, 300, 600_000, whole=True)
+        _check_range("poll_ms", self.poll_ms, 1, 60_000, whole=True)
+        assert self.lease_ms is not None and self.poll_ms is not None
+        if self.poll_ms * 2 > self.lease_ms:
+            raise ConfigError(f"poll_ms must be at most half of lease_ms ({self.lease_ms}), "
+                              f"got {self.poll_ms}: a shard must renew its leases in time")
+        for name, (pattern, chars) in _NAMES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or not pattern.match(value):
+                raise ConfigError(f"{name} must be 1 to 64 letters, digits or {chars}, "
+                                  f"got {value!r}")
+        if self.announce_url is not None:
+            parts = urlsplit(self.announce_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"announce_url must be an http:// or https:// URL, got "
+                                  f"{self.announce_url!r}")
+
     def public(self) -> dict[str, Any]:
         """The settings without secrets (for logs and /v1/stats)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("token", "udp_secret"):
             out[name] = None if out[name] is None else "***"
+        if out["redis"] is not None:
+            out["redis"] = redacted_url(out["redis"])
         return out
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+def _check_redis_url(url: Any) -> None:
+    shown = redacted_url(url) if isinstance(url, str) else url
+    usage = f"redis must be a URL redis://HOST:PORT/DB (or rediss://, unix://PATH), got {shown!r}"
+    if not isinstance(url, str):
+        raise ConfigError(usage)
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(usage)
+        return
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(usage)
+    try:
+        _ = parts.port      # raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"redis: the port must be a number between 0 and 65535, got "
+                          f"{shown!r}") from None
+    db = parts.path.lstrip("/")
+    if db and not (db.isdigit() and len(db) <= 5):
+        raise ConfigError(f"redis: the database must be a number (redis://HOST:PORT/0), got "
+                          f"{shown!r}")
 
 
 def _check_range(name: str, value: Any, low: float, high: float, whole: bool = False) -> None:
@@ -181,6 +278,7 @@ def load_toml(path: str) -> dict[str, Any]:
 
 def _typed(key: str, value: Any, kind: str) -> Any:
     ok: bool
+    kind = kind.removesuffix(" | None")
     if kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "int":

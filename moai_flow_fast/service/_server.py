@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -19,13 +19,17 @@ import uvicorn
 
 from .. import HeartbeatMonitor
 from ._app import Guard, build_app
-from ._config import ServiceConfig, parse_address
+from ._config import ConfigError, ServiceConfig, parse_address
 from ._hub import EventHub
 from ._ingest import UdpIngest, udp_socket
+from ._metrics import registry
 from ._models import MAX_ID_LENGTH, AgentSpec
 from ._state import Restored, restore, resume, save
 from ._webhooks import Webhook
 from ._wire import secret_key
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterFront
 
 __all__ = ["Service", "run_service"]
 
@@ -91,6 +95,16 @@ class Service:
         self._mu = threading.Lock()
         self._snapshot_mu = threading.Lock()
         self._final_snapshot = False
+        self.cluster: ClusterFront | None = None
+        if config.redis is not None:
+            try:
+                import redis  # noqa: F401  (the Shard imports it only when it starts)
+
+                from ._cluster import ClusterFront
+            except ImportError as exc:
+                raise ConfigError(f"--redis needs the redis extra ({exc.name} is missing): "
+                                  "pip install 'moai-flow-fast[redis]'") from None
+            self.cluster = ClusterFront(self)
 
     # -- called by the routes and the UDP thread -----------------------------------------------
 
@@ -167,13 +181,17 @@ class Service:
             "last_snapshot_s": self.last_snapshot_s, "restored": self.restored,
             "config": self.config.public(),
         }
+        if self.cluster is not None:
+            out["service"]["cluster"] = {"shard": self.cluster.name,
+                                         "partitions": sorted(self.cluster.owned()),
+                                         **self.cluster.status()}
         return out
 
     def metrics(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         if self._registry is None:
-            self._registry = _registry(self)
+            self._registry = registry(self)
         return generate_latest(self._registry), CONTENT_TYPE_LATEST
 
     # -- state file ---------------------------------------------------------------------------
@@ -242,6 +260,8 @@ class Service:
 
         host, port = parse_address("http", config.http)
         http_sock = _tcp_socket(host, port)
+        if self.cluster is not None:
+            self.cluster.bind(config.announce_url or _url_of(http_sock))
         key = secret_key(config.udp_secret)
         if config.udp is not None:
             udp_host, udp_port = parse_address("udp", config.udp)
@@ -250,7 +270,10 @@ class Service:
             except OSError:
                 http_sock.close()
                 raise
-            self.udp = UdpIngest(sock, key, lambda ids: self.record(ids))
+            # In cluster mode datagrams go into Redis, for the owners of their partitions.
+            cluster = self.cluster
+            self.udp = UdpIngest(sock, key, lambda ids: self.record(ids) if cluster is None
+                                 else cluster.record(ids))
             self.udp.start()
 
         client = httpx.AsyncClient(timeout=config.webhook_timeout)
@@ -287,18 +310,23 @@ class Service:
         while not server.started:
             await asyncio.sleep(0.01)
         self._go_live()
+        cluster = ""
+        if self.cluster is not None:
+            # After _go_live: what the shard finds from now on (takeovers included) is news.
+            await self.cluster.start()
+            cluster = f" shard={self.cluster.name} announce={self.cluster.http_url}"
         self.ready = True
-        host, port = sock.getsockname()[:2]
-        url_host = f"[{host}]" if ":" in host else host
         udp = "off" if self.udp is None else "{}:{}".format(*self.udp.address)
         logging.getLogger("moai_flow_fast.service.ready").info(
-            "moai-flow-fast serve ready: http://%s:%d udp=%s agents=%d auth=%s state_file=%s",
-            url_host, port, udp, len(self.monitor.monitoring_agents),
-            "token" if self.config.token else "none", self.config.state_file)
+            "moai-flow-fast serve ready: %s udp=%s agents=%d auth=%s state_file=%s%s",
+            _url_of(sock, announce=False), udp, len(self.monitor.monitoring_agents),
+            "token" if self.config.token else "none", self.config.state_file, cluster)
 
     async def _stop(self, client: httpx.AsyncClient) -> None:
         if self.udp is not None:
             await asyncio.to_thread(self.udp.stop)
+        if self.cluster is not None:     # releases its leases before the monitor stops
+            await self.cluster.stop()
         self.hub.close()
         self.monitor.shutdown()
         self.snapshot(final=True)
@@ -321,55 +349,19 @@ def _tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _url_of(sock: socket.socket, announce: bool = True) -> str:
+    """http://HOST:PORT of a bound socket; to announce a wildcard address, the host name."""
+    host, port = sock.getsockname()[:2]
+    if announce and host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    url_host = f"[{host}]" if ":" in host else host
+    return f"http://{url_host}:{port}"
+
+
 def _version() -> str:
     from .._version import __version__
 
     return __version__
-
-
-def _registry(service: Service) -> Any:
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-    from ..integrations.prometheus import MonitorCollector
-
-    class ServiceCollector:
-        def collect(self) -> Any:
-            p = "moai_flow_fast_service_"
-            hub = service.hub.stats()
-            yield CounterMetricFamily(f"{p}events_published", "Transitions published.",
-                                      value=hub["published"])
-            yield CounterMetricFamily(f"{p}events_dropped", "Transitions dropped before "
-                                      "fan-out (the event loop fell behind).", value=hub["dropped"])
-            yield GaugeMetricFamily(f"{p}sse_clients", "Connected SSE clients.",
-                                    value=hub["sse_clients"])
-            yield CounterMetricFamily(f"{p}sse_clients_dropped", "SSE clients ended for being "
-                                      "too slow.", value=hub["sse_clients_dropped"])
-            yield CounterMetricFamily(f"{p}unknown_heartbeats", "Heartbeats of ids that are "
-                                      "not monitored.", value=service.unknown_heartbeats)
-            yield CounterMetricFamily(f"{p}snapshots", "State-file snapshots written.",
-                                      value=service.snapshots)
-            yield CounterMetricFamily(f"{p}snapshot_errors", "State-file snapshots that "
-                                      "failed.", value=service.snapshot_errors)
-            if service.udp is not None:
-                udp = service.udp.stats()
-                yield CounterMetricFamily(f"{p}udp_datagrams", "UDP datagrams received.",
-                                          value=udp["datagrams"])
-                yield CounterMetricFamily(f"{p}udp_bad_datagrams", "UDP datagrams dropped "
-                                          "(bad HMAC or not UTF-8).", value=udp["bad_datagrams"])
-            hooks = CounterMetricFamily(f"{p}webhook_events", "Webhook events by outcome.",
-                                        labels=["url", "outcome"])
-            for w in service.webhooks:
-                s = w.stats()
-                hooks.add_metric([w.url, "delivered"], s["delivered"])
-                hooks.add_metric([w.url, "dropped_queue_full"], s["dropped_queue_full"])
-                hooks.add_metric([w.url, "dropped_after_retries"], s["dropped_after_retries"])
-            yield hooks
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(service.monitor))
-    registry.register(ServiceCollector())
-    return registry
 
 
 def run_service(config: ServiceConfig) -> int:
