@@ -45,7 +45,8 @@ ctypedef struct Agent:
     int16_t bucket         # level * 64 + slot, -1 when no deadline is armed
     int8_t reported        # the state last reported (monitoring_agents' last_state)
     uint8_t flags
-    int32_t _pad[3]
+    int32_t nmarks         # live wall-clock step markers (core/_steps.py), in side arrays
+    int64_t ring_mono      # monotonic ns of the newest history record (count > 0)
 
 # Each bucket is WHEEL_LANES intrusive doubly linked lists (an agent goes to lane
 # slot & 7), so walking a bucket follows 8 independent chains whose cache misses overlap,
@@ -91,6 +92,22 @@ cdef extern from *:
 
 cdef extern from "<math.h>" nogil:
     double rint(double)
+    double fabs(double)
+
+# Wall-clock step markers (moai_flow_fast/core/_steps.py, which the engine checks these
+# against at import): per agent, STEP_MARKS (ring position, correction) pairs.
+cdef enum:
+    STEP_MARKS = 4
+
+cdef extern from *:
+    """
+    #define MOAI_STEP_TOLERANCE_S 1e-3
+    #define MOAI_SLEW_RATE 5e-4
+    #define MOAI_DBL_MAX 1.7976931348623157e308
+    """
+    double STEP_TOLERANCE_S "MOAI_STEP_TOLERANCE_S"
+    double SLEW_RATE "MOAI_SLEW_RATE"
+    double DBL_MAX_ "MOAI_DBL_MAX"
 
 cdef extern from *:
     bint __builtin_sub_overflow(int64_t, int64_t, int64_t*) nogil
@@ -124,6 +141,22 @@ cdef inline int64_t trunc_before(int64_t now, double seconds) noexcept nogil:
         return MONO_MIN if r > 0 else MONO_MAX
     return clamp_mono(out)
 
+
+
+cdef inline double step_correction(double wall, double prev_wall, int64_t mono,
+                                   int64_t ring_mono) noexcept nogil:
+    # The change of the agent's offset (wall - monotonic) across a new interval, in s, or
+    # 0.0 when it is within the tolerance (see core/_steps.py `correction`: the same
+    # operations in the same order, so both engines store the same markers).
+    cdef int64_t dm
+    cdef double dms, corr
+    if __builtin_sub_overflow(mono, ring_mono, &dm):
+        return 0.0
+    dms = dm * 1e-9
+    corr = (wall - prev_wall) - dms
+    if fabs(corr) > STEP_TOLERANCE_S + SLEW_RATE * fabs(dms) and fabs(corr) <= DBL_MAX_:
+        return corr
+    return 0.0
 
 
 cdef inline int64_t ceil_div(int64_t a, int64_t b) noexcept nogil:

@@ -319,20 +319,45 @@ cdef class Engine(_Views):
 
     cdef Py_ssize_t _copy_rows(self, const int64_t[::1] handles, Py_ssize_t* i, Py_ssize_t rows,
                                double[:, ::1] bv, int32_t[::1] hv, int32_t[::1] cv,
-                               int64_t[::1] wv) noexcept nogil:
-        # Rings of live handles from i[0] on into bv, at most `rows`; returns how many.
+                               int64_t[::1] wv, unsigned char[::1] fv, double* raw,
+                               double lo, double hi) noexcept nogil:
+        # Rings of live handles from i[0] on into bv, at most `rows`; returns how many. A
+        # ring with step markers is written rebased instead (fv 1, see _step_row).
         cdef Py_ssize_t m = 0, n = handles.shape[0]
         cdef int32_t s
         while i[0] < n and m < rows:
             s = self._live(handles[i[0]])
             if s >= 0:
-                memcpy(&bv[m, 0], self._ring(s), self._hsize * sizeof(double))
-                hv[m] = self._agents[s].head
-                cv[m] = self._agents[s].count if self._agents[s].flags & F_HIST else 0
+                if self._agents[s].nmarks and self._agents[s].flags & F_HIST:
+                    cv[m] = self._step_row(s, &bv[m, 0], raw, lo, hi)
+                    hv[m] = cv[m] if cv[m] < self._hsize else 0
+                    fv[m] = 1
+                else:
+                    memcpy(&bv[m, 0], self._ring(s), self._hsize * sizeof(double))
+                    hv[m] = self._agents[s].head
+                    cv[m] = self._agents[s].count if self._agents[s].flags & F_HIST else 0
+                    fv[m] = 0
                 wv[m] = i[0]
                 m += 1
             i[0] += 1
         return m
+
+    @cython.final
+    cdef Py_ssize_t _step_row(self, int32_t s, double* dst, double* raw, double lo,
+                              double hi) noexcept nogil:
+        # Slot s's records oldest first into dst, rebased by its markers; for a finite time
+        # range only those whose raw wall-clock time is in it (the kernel then runs on them
+        # with no range: core/_steps.py run_kernel). Returns how many.
+        cdef Py_ssize_t n = self._copy_ring(s, raw), j, k = 0
+        memcpy(dst, raw, n * sizeof(double))
+        self._step_rebase(s, dst)
+        if lo == -INFINITY and hi == INFINITY:
+            return n
+        for j in range(n):
+            if raw[j] >= lo and raw[j] <= hi:
+                dst[k] = dst[j]
+                k += 1
+        return k
 
     def interval_stats(self, const int64_t[::1] handles, double lo, double hi, kernel):
         """Per-agent interval statistics (kernel columns), rows in handle order; handles
@@ -352,10 +377,13 @@ cdef class Engine(_Views):
         heads = np.empty(rows, dtype=np.int32)
         counts = np.empty(rows, dtype=np.int32)
         where = np.empty(rows, dtype=np.int64)
-        order = np.arange(rows, dtype=np.int64)
+        fixed = np.empty(rows, dtype=np.bool_)
+        scratch = np.empty(self._hsize, dtype=np.float64)
         cdef double[:, ::1] bv = buf
         cdef int32_t[::1] hv = heads, cv = counts
         cdef int64_t[::1] wv = where
+        cdef unsigned char[::1] fv = fixed.view(np.uint8)
+        cdef double* raw = _data(scratch)
         # Small copies keep the GIL (taking it back can cost a switch interval).
         release = rows * self._hsize >= 1 << 16
         while i < n:
@@ -364,14 +392,14 @@ cdef class Engine(_Views):
             try:
                 if release:
                     with nogil:
-                        m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv)
+                        m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv, fv, raw, lo, hi)
                 else:
-                    m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv)
+                    m = self._copy_rows(handles, &i, rows, bv, hv, cv, wv, fv, raw, lo, hi)
             finally:
                 self._unlock()
             if m:
                 part = np.empty((m, 9))
-                kernel(buf[:m], heads[:m], counts[:m], order[:m], lo, hi, part, 0)
+                run_kernel(kernel, buf[:m], heads[:m], counts[:m], fixed[:m], lo, hi, part)
                 out[where[:m]] = part
         return out
 
@@ -435,6 +463,8 @@ cdef class Engine(_Views):
                     ev[i] = now - a.last_mono if a.flags & F_CLOCK else -1
                     # Mean, then variance about it: two passes over at most H values.
                     k = self._copy_ring(s, buf) if a.flags & F_HIST else 0
+                    if a.nmarks and k:
+                        self._step_rebase(s, buf)   # monotonic intervals
                     c = k - 1 if k > 1 else 0
                     mean = var = NAN
                     if c:

@@ -13,14 +13,15 @@ from libc.stdint cimport (
     INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t,
 )
 from libc.stdlib cimport qsort
-from libc.math cimport NAN, sqrt
+from libc.math cimport INFINITY, NAN, sqrt
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from _common cimport (
     Agent, Event, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
-    F_META, ST_CRITICAL, ST_DEGRADED, ST_FAILED, ST_HEALTHY, ceil_div, crossing_mult,
-    crossing_next, mono_before, state_code, state_of, trunc_before,
+    F_META, SLEW_RATE, STEP_MARKS, STEP_TOLERANCE_S, ST_CRITICAL, ST_DEGRADED, ST_FAILED,
+    ST_HEALTHY, ceil_div, crossing_mult, crossing_next, fabs, mono_before, state_code,
+    state_of, step_correction, trunc_before,
 )
 from _wheel cimport wheel_init, wheel_insert, wheel_next, wheel_remove, wheel_take
 
@@ -28,8 +29,9 @@ import os
 
 import numpy as np
 
-from moai_flow_fast.core import _rules
+from moai_flow_fast.core import _rules, _steps
 from moai_flow_fast.core._events import EVENT_DTYPE
+from moai_flow_fast.core._steps import run_kernel
 
 from collections.abc import Mapping
 
@@ -109,6 +111,9 @@ if ((ST_HEALTHY, ST_DEGRADED, ST_CRITICAL, ST_FAILED, EV_CROSSING, EV_RECOVERY)
         or any(_state(e, 10, t) != _rules.state_code(e, 10, t)
                for t in range(1, 6) for e in range(0, 61))):
     raise ImportError("src/_common.pxd disagrees with moai_flow_fast/core/_rules.py")
+if ((STEP_MARKS, STEP_TOLERANCE_S, SLEW_RATE)
+        != (_steps.MARKS, _steps.STEP_TOLERANCE_S, _steps.SLEW_RATE)):
+    raise ImportError("src/_common.pxd disagrees with moai_flow_fast/core/_steps.py")
 
 cdef enum:
     CHUNK = 1024           # agent tables grow from this many slots
@@ -185,6 +190,8 @@ cdef class _Core:
     cdef Agent* _agents
     cdef int64_t* _seq
     cdef double* _started
+    cdef int32_t* _mpos          # step markers: STEP_MARKS ring positions per slot
+    cdef double* _mcorr          # and their corrections (s); Agent.nmarks are live
     cdef int32_t* _free
     cdef int32_t _nfree
     cdef int32_t _high           # slots ever used
@@ -279,6 +286,8 @@ cdef class _Core:
         _table_free(self._agents)
         PyMem_RawFree(self._seq)
         PyMem_RawFree(self._started)
+        PyMem_RawFree(self._mpos)
+        PyMem_RawFree(self._mcorr)
         PyMem_RawFree(self._free)
         PyMem_RawFree(self._rings)
         PyMem_RawFree(self._ev)
@@ -589,6 +598,16 @@ cdef class _Core:
         if started == NULL:
             raise MemoryError()
         self._started = started
+        cdef int32_t* mpos = <int32_t*>PyMem_RawRealloc(self._mpos,
+                                                       cap * STEP_MARKS * sizeof(int32_t))
+        if mpos == NULL:
+            raise MemoryError()
+        self._mpos = mpos
+        cdef double* mcorr = <double*>PyMem_RawRealloc(self._mcorr,
+                                                      cap * STEP_MARKS * sizeof(double))
+        if mcorr == NULL:
+            raise MemoryError()
+        self._mcorr = mcorr
         cdef int32_t* free = <int32_t*>PyMem_RawRealloc(self._free, cap * sizeof(int32_t))
         if free == NULL:
             raise MemoryError()
@@ -650,6 +669,8 @@ cdef class _Core:
         a.reported = ST_HEALTHY
         a.head = 0
         a.count = 0
+        a.nmarks = 0
+        a.ring_mono = 0
         a.last_wall = 0.0
         a.last_mono = now
         a.bucket = -1
@@ -742,6 +763,7 @@ cdef class _Core:
             if hist is not None:
                 self._stopped_total += len(hist[0])
             a.flags = 0
+            a.nmarks = 0
             a.gen = (a.gen + 1) & GEN_MASK
             self._ids[s] = None
             self._free[self._nfree] = s
@@ -805,6 +827,88 @@ cdef class _Core:
             order.append((first + i) % self._hsize)
         return out, order
 
+    # -- wall-clock step markers (core/_steps.py) --------------------------------------
+
+    @cython.final
+    cdef inline void _step_mark(self, int32_t s, int32_t pos, double corr) noexcept nogil:
+        # Two stores into the slot's preallocated markers; when all are live, the smallest
+        # correction of the STEP_MARKS + 1 is the one dropped (the older of equal ones kept).
+        cdef Agent* a = &self._agents[s]
+        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
+        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef int i, low = 0
+        if a.nmarks < STEP_MARKS:
+            mp[a.nmarks] = pos
+            mc[a.nmarks] = corr
+            a.nmarks += 1
+            return
+        for i in range(1, STEP_MARKS):
+            if fabs(mc[i]) < fabs(mc[low]):
+                low = i
+        if fabs(corr) > fabs(mc[low]):
+            mp[low] = pos
+            mc[low] = corr
+
+    @cython.final
+    cdef inline void _step_purge(self, int32_t s, int32_t pos) noexcept nogil:
+        # Forget the markers at ring position pos (the last one takes the freed place).
+        cdef Agent* a = &self._agents[s]
+        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
+        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef int i = 0
+        while i < a.nmarks:
+            if mp[i] == pos:
+                a.nmarks -= 1
+                mp[i] = mp[a.nmarks]
+                mc[i] = mc[a.nmarks]
+            else:
+                i += 1
+
+    @cython.final
+    cdef inline void _step_rebase(self, int32_t s, double* buf) noexcept nogil:
+        # buf holds slot s's records oldest first: add each live marker's correction to
+        # the records before it, so consecutive differences are monotonic intervals.
+        cdef Agent* a = &self._agents[s]
+        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
+        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef Py_ssize_t first = a.head - a.count, o, j
+        cdef int i
+        if first < 0:
+            first += self._hsize
+        for i in range(a.nmarks):
+            o = mp[i] - first
+            if o < 0:
+                o += self._hsize
+            if 1 <= o < a.count:
+                for j in range(o):
+                    buf[j] += mc[i]
+
+    def steps(self, agent_id):
+        """The live step markers of a monitored agent, in stored order: (index in its
+        history of the first record after the step, correction in s); [] for none."""
+        cdef int32_t s
+        cdef Agent* a
+        cdef Py_ssize_t first, o
+        cdef int i
+        self._lock()
+        try:
+            s = self._slot_of(agent_id)
+            if s < 0:
+                return []
+            a = &self._agents[s]
+            first = a.head - a.count
+            if first < 0:
+                first += self._hsize
+            out = []
+            for i in range(a.nmarks):
+                o = self._mpos[<Py_ssize_t>s * STEP_MARKS + i] - first
+                if o < 0:
+                    o += self._hsize
+                out.append((o, self._mcorr[<Py_ssize_t>s * STEP_MARKS + i]))
+            return out
+        finally:
+            self._unlock()
+
     # -- the hot path -----------------------------------------------------------------
 
     cdef int _beat(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
@@ -815,11 +919,25 @@ cdef class _Core:
         cdef int32_t pos = a.head
         cdef int64_t due
         cdef Py_ssize_t start
+        cdef double* ring = self._ring(s)
+        cdef double corr = 0.0
         self.heartbeats += 1
-        self._ring(s)[pos] = wall
+        if a.count > 0:
+            if a.nmarks and a.count == self._hsize:
+                # The oldest record goes: a marker on the record after it has no interval.
+                self._step_purge(s, pos + 1 if pos + 1 < self._hsize else 0)
+            if self._hsize > 1:
+                # A wall-clock step since the newest record (core/_steps.py): a few
+                # arithmetic operations on records already in cache.
+                corr = step_correction(wall, ring[pos - 1 if pos > 0 else self._hsize - 1],
+                                       t, a.ring_mono)
+        ring[pos] = wall
+        a.ring_mono = t
         a.head = pos + 1 if pos + 1 < self._hsize else 0
         if a.count < self._hsize:
             a.count += 1
+        if corr != 0.0:
+            self._step_mark(s, pos, corr)
         if (a.reported == ST_HEALTHY and a.bucket >= 0 and now - t < a.interval_ns
                 and not ((a.flags & F_CLOCK) and t - a.last_mono >= a.interval_ns)):
             # Healthy before and after, nothing due: the armed deadline is a lower bound of

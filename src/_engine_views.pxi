@@ -192,6 +192,7 @@ cdef class _Views(_Core):
                     return False
                 self._agents[s].count = 0
                 self._agents[s].head = 0
+                self._agents[s].nmarks = 0
                 self._agents[s].flags &= ~(F_HIST | F_META)
                 self._meta.pop(s, None)
                 return True

@@ -217,3 +217,28 @@ def snapshot(monitor, ids=()):
         "stats": {k: v for k, v in monitor.get_monitoring_stats().items()
                   if k != "unknown_heartbeats"},
     }
+
+
+# -- monotonic intervals (issue 11, item 1) ---------------------------------------------------
+STAT_FIELDS = ("count", "mean", "std", "min", "max", "p50", "p95", "p99", "last")
+
+
+def mono_intervals(records, lo=float("-inf"), hi=float("inf")):
+    """The intervals (s) the contract promises for a history of `records`, (mono_ns, wall)
+    oldest first: the monotonic differences of consecutive records among those whose
+    wall-clock timestamp is in [lo, hi] -- whatever the wall clock did in between."""
+    kept = [mono for mono, wall in records if lo <= wall <= hi]
+    return [(b - a) / NS for a, b in zip(kept, kept[1:])]
+
+
+def interval_row(intervals):
+    """interval_stats' fields for these intervals (numpy's definitions; NaN when none)."""
+    import numpy as np
+
+    nan = float("nan")
+    if not intervals:
+        return dict(zip(STAT_FIELDS, [0] + [nan] * 8))
+    iv = np.asarray(intervals, dtype=np.float64)
+    p50, p95, p99 = np.percentile(iv, [50, 95, 99])
+    return {"count": len(iv), "mean": iv.mean(), "std": iv.std(), "min": iv.min(),
+            "max": iv.max(), "p50": p50, "p95": p95, "p99": p99, "last": iv[-1]}

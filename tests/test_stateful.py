@@ -1,9 +1,10 @@
 """Stateful property test (issue 5, item 8): a hypothesis RuleBasedStateMachine over the
 whole public API -- start/stop (one and many), record_heartbeat(s) by id and by handle,
 advance, configure_alerts (flags, recovery, coalescing), check, get_unhealthy_agents,
-histories, stats and clear_history -- run against the compiled and the pure engine and
-checked against the model of tests/hb_model.py after every step: return values, states,
-every callback (per-agent and batch, with details), histories and stats."""
+histories, stats, clear_history and wall-clock steps -- run against the compiled and the
+pure engine and checked against the model of tests/hb_model.py after every step: return
+values, states, every callback (per-agent and batch, with details), histories (raw wall
+clock), stats and interval statistics (monotonic intervals, hb_model.mono_intervals)."""
 from __future__ import annotations
 
 from collections import OrderedDict, deque
@@ -11,7 +12,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from hb_model import MS, NS, SEVERITY, Model, Recorder
+from hb_model import MS, NS, SEVERITY, STAT_FIELDS, Model, Recorder, interval_row, mono_intervals
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -58,6 +59,8 @@ class MonitorMachine(RuleBasedStateMachine):
         self.recovery_on = True
         self.coalesce = 0
         self.live_hist = {}            # id -> deque of (wall, metadata) | None (dropped)
+        self.live_mono = {}            # id -> deque of the same records' monotonic ns | None
+        self.wall_at = {}              # (id, monotonic ns of a heartbeat) -> its wall time
         self.stopped = OrderedDict()   # id -> list of (wall, metadata)
         self.handle_of = {}            # id -> the handle of its latest incarnation
         self.expect_alerts = 0
@@ -115,7 +118,8 @@ class MonitorMachine(RuleBasedStateMachine):
                     "elapsed_seconds": round((det - base) / NS, 2),
                     # measured from a heartbeat: its wall time; from the registration
                     # (no heartbeat yet): None -- ambiguous when both coincide: unchecked
-                    "last_heartbeat": (datetime.fromtimestamp(_wall_of(base)).isoformat()
+                    "last_heartbeat": (datetime.fromtimestamp(self.wall_at.get(
+                                           (aid, base), _wall_of(base))).isoformat()
                                        if base != reg else None)}))
             elif self.recovery_on:
                 _, aid, prev, h, old_base = e
@@ -143,13 +147,17 @@ class MonitorMachine(RuleBasedStateMachine):
             ring = self.live_hist.get(aid)
             if ring is None:
                 ring = self.live_hist[aid] = deque(maxlen=HSIZE)
+                self.live_mono[aid] = deque(maxlen=HSIZE)
             ring.append((self.clock.time(), meta or {}))
+            self.live_mono[aid].append(self.now())
+            self.wall_at[(aid, self.now())] = self.clock.time()
         return ok, events
 
     def _register_model(self, aid, iv, th, sc):
         new = self.model.start(aid, iv, th, self.now(), sc)
         if new:
             self.live_hist[aid] = deque(maxlen=HSIZE)
+            self.live_mono[aid] = deque(maxlen=HSIZE)
             self.stopped.pop(aid, None)
         return new
 
@@ -177,6 +185,7 @@ class MonitorMachine(RuleBasedStateMachine):
         assert self.m.stop_monitoring(aid) is gone
         if gone:
             ring = self.live_hist.pop(aid)
+            self.live_mono.pop(aid)
             if ring is not None:
                 self.stopped[aid] = list(ring)
                 while self.limit is not None and len(self.stopped) > self.limit:
@@ -211,6 +220,11 @@ class MonitorMachine(RuleBasedStateMachine):
         events = self.model.advance(self.now())
         assert self.m.advance() == len(events)
         self._expect_delivery(events)
+
+    @rule(step=st.sampled_from([3600.0, -3600.0, 2.5, -0.7, 86400.0]))
+    def step_wall(self, step):
+        """An NTP or manual step of the wall clock: deadlines and intervals are monotonic."""
+        self.clock.step_wall(step)
 
     # time moves more often than anything else happens (more crossings per run)
     @rule(dt=DT)
@@ -280,6 +294,7 @@ class MonitorMachine(RuleBasedStateMachine):
         if aid in self.live_hist:
             dropped = self.live_hist[aid] is not None
             self.live_hist[aid] = None
+            self.live_mono[aid] = None
         else:
             dropped = self.stopped.pop(aid, None) is not None
         assert self.m.clear_history(aid) == int(dropped)
@@ -300,6 +315,14 @@ class MonitorMachine(RuleBasedStateMachine):
             ring = self.live_hist[a]
             n = 0 if ring is None else len(ring)
             assert stats["count"][i] == max(n - 1, 0)
+            # monotonic intervals, whatever the wall clock did (HSIZE - 1 <= MARKS steps)
+            monos = [] if ring is None else list(self.live_mono[a])
+            want = interval_row(mono_intervals(
+                [(t, w) for t, (w, _) in zip(monos, [] if ring is None else ring)]))
+            for f in STAT_FIELDS:
+                g, w = float(stats[f][i]), float(want[f])
+                assert (np.isnan(g) and np.isnan(w)) or g == pytest.approx(w, abs=1e-6), (
+                    f, g, w)
         snap = self.m.snapshot()
         now = self.now()
         assert snap.ids == ids

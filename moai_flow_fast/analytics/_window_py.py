@@ -34,9 +34,10 @@ Where this differs from Akka (and why):
   minus ``first`` (the compiled kernel: prefix sums), exact to about 1e-16 of the sums; a
   judgement can differ from exact arithmetic only for an interval within about 1e-12
   (relative) of the threshold. The final mean and std are computed in two passes.
-- An interval that is not finite (from a NaN or infinite record) is never added. An
-  interval that is negative (a wall-clock step back while the ring holds wall time) is
-  judged and added like any other; Akka's monotonic clock has none.
+- An interval that is not finite (from a NaN or infinite record) is never added. The
+  engines hand the kernels rings rebased by their wall-clock step markers
+  (``core/_steps.py``), so intervals are monotonic, as Akka's; one that is still negative
+  (a step the markers could not hold) is judged and added like any other.
 
 And in the monitor's ``phi``/``snapshot`` (``_fleet.py``), which apply ``_phi.phi`` to these
 windows and each agent's silence:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _steps
 from ._events import EVENT_DTYPE
 from ._rules import (
     CRITICAL,
@@ -66,8 +67,9 @@ def _before(now: int, seconds: float, exact: bool) -> int:
 
 
 class _Agent:
-    __slots__ = ("clock", "handle", "hb", "hist", "interval_ns", "key", "last_mono", "last_wall",
-                 "reported", "ring", "seq", "started", "threshold", "token", "when")
+    __slots__ = ("clock", "handle", "hb", "head", "hist", "interval_ns", "key", "last_mono",
+                 "last_wall", "marks", "reported", "ring", "ring_mono", "seq", "started",
+                 "threshold", "token", "when")
 
     def __init__(self, key: Any, interval_ns: int, threshold: int, now: int, wall: float,
                  seq: int, history_size: int, handle_base: int) -> None:
@@ -84,6 +86,11 @@ class _Agent:
         self.seq = seq
         self.started = wall
         self.ring: deque[tuple[float, Any]] = deque(maxlen=history_size)
+        # Wall-clock step markers (see _steps): [ring position, correction s], the ring
+        # positions counted as the compiled engine's (head: the next write position).
+        self.head = 0
+        self.ring_mono = 0
+        self.marks: list[list[Any]] = []
         self.when: int | None = None   # armed tick
         self.token = 0                 # heap entries with another token are stale
 
@@ -343,10 +350,49 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------------
 
+    def _step(self, a: _Agent, t: int, wall: float) -> None:
+        """The step markers of a new record, before it is appended (the compiled _beat)."""
+        size, pos, marks = self._hsize, a.head, a.marks
+        count = len(a.ring)
+        if count == 0:
+            return
+        if marks and count == size:
+            # The oldest record goes: a marker on the record after it has no interval.
+            gone = pos + 1 if pos + 1 < size else 0
+            i = 0
+            while i < len(marks):
+                if marks[i][0] == gone:
+                    marks[i] = marks[-1]
+                    marks.pop()
+                else:
+                    i += 1
+        if size < 2:
+            return
+        corr = _steps.correction(wall, a.ring[-1][0], t, a.ring_mono)
+        if corr == 0.0:
+            return
+        if len(marks) < _steps.MARKS:
+            marks.append([pos, corr])
+            return
+        low = 0
+        for i in range(1, _steps.MARKS):
+            if abs(marks[i][1]) < abs(marks[low][1]):
+                low = i
+        if abs(corr) > abs(marks[low][1]):
+            marks[low] = [pos, corr]
+
+    def _first(self, a: _Agent) -> int:
+        """The ring position of the oldest record (the compiled engine's head - count)."""
+        first = a.head - len(a.ring)
+        return first + self._hsize if first < 0 else first
+
     def _beat(self, a: _Agent, t: int, wall: float, now: int, metadata: Any) -> None:
         """One heartbeat recorded at t (<= now, earlier when backdated); `now` is real."""
         self.heartbeats += 1
+        self._step(a, t, wall)
         a.ring.append((wall, metadata))
+        a.ring_mono = t
+        a.head = a.head + 1 if a.head + 1 < self._hsize else 0
         if self._guard_ns > 0 and a.clock and now - a.last_mono >= a.interval_ns:
             self._check_stall(now)
         self._cross(a, t, t, now)      # crossings due before the heartbeat: they happened
@@ -577,6 +623,8 @@ class Engine:
                 if not a.hist:
                     return False
                 a.ring.clear()
+                a.head = 0
+                a.marks = []
                 a.hist = False
                 return True
             old = self._stopped.pop(agent_id, None)
@@ -688,6 +736,15 @@ class Engine:
         self._after()
         return out
 
+    def steps(self, agent_id: Any) -> list[tuple[int, float]]:
+        with self._lock:
+            a = self._lookup(agent_id)
+            if a is None:
+                return []
+            first = self._first(a)
+            return [(pos - first + (self._hsize if pos < first else 0), corr)
+                    for pos, corr in a.marks]
+
     def history_array(self, agent_id: Any, copy: bool) -> np.ndarray[Any, Any] | None:
         hist = self.history(agent_id)
         return None if hist is None else hist[0].copy()
@@ -711,15 +768,22 @@ class Engine:
         ring = np.zeros((n, self._hsize))
         heads = np.zeros(n, dtype=np.int32)
         counts = np.zeros(n, dtype=np.int32)
+        fixed = np.zeros(n, dtype=np.bool_)
         with self._lock:
             for i, h in enumerate(handles.tolist()):
                 a = self._by_handle.get(h)
                 if a is not None and a.hist:
-                    k = len(a.ring)
-                    ring[i, :k] = [r[0] for r in a.ring]
+                    raw = np.array([r[0] for r in a.ring], dtype=np.float64)
+                    if a.marks:
+                        # Rebased (and filtered on the raw times): see _steps.run_kernel.
+                        raw = _steps.rebased_row(raw, self._first(a), self._hsize, a.marks,
+                                                 lo, hi)
+                        fixed[i] = True
+                    k = len(raw)
+                    ring[i, :k] = raw
                     heads[i], counts[i] = k % self._hsize, k
         out = np.empty((n, 9))
-        kernel(ring, heads, counts, np.arange(n, dtype=np.int64), lo, hi, out, 0)
+        _steps.run_kernel(kernel, ring, heads, counts, fixed, lo, hi, out)
         return out
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -736,8 +800,11 @@ class Engine:
             stds = np.full(n, np.nan)
             for i, a in enumerate(agents):
                 if a.hist and len(a.ring) > 1:
-                    iv = np.diff([r[0] for r in a.ring])
+                    ts = np.array([r[0] for r in a.ring], dtype=np.float64)
+                    if a.marks:
+                        _steps.rebase(ts, len(ts), self._first(a), self._hsize, a.marks)
+                    iv = np.diff(ts)
                     count[i] = len(iv)
-                    means[i] = (a.ring[-1][0] - a.ring[0][0]) / len(iv)
+                    means[i] = (ts[-1] - ts[0]) / len(iv)
                     stds[i] = np.sqrt(np.mean((iv - means[i]) ** 2))
             return [a.key for a in agents], handles, states, elapsed, count, means, stds, now, wall

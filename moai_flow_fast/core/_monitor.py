@@ -295,7 +295,8 @@ class HeartbeatMonitor:
         structured array with fields handle, count, mean, std (population), min, max, p50,
         p95, p99 (numpy's linear percentiles) and last, one row per agent (all monitored
         agents in registration order by default). `time_range` = (start, end) as datetimes
-        or Unix seconds keeps the heartbeats with start <= timestamp <= end. Agents with no
+        or Unix seconds keeps the heartbeats with start <= timestamp <= end. Intervals are
+        monotonic: a wall-clock step changes none (core/_steps.py). Agents with no
         interval (or not monitored) have count 0 and NaN elsewhere."""
         return self._fleet.interval_stats(agent_ids, time_range=time_range)
 
