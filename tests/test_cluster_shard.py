@@ -144,7 +144,10 @@ def test_two_shards_split_evenly_and_take_over_after_a_stop(
 def test_crash_takeover_reports_the_dead_once_with_true_deadline(
         redis: RedisServer, make_shard: Any, swarms: list[Swarm]) -> None:
     a = make_shard("a")
-    b = make_shard("b")
+    b = make_shard("b", batch=1)     # the replay reads the log one entry at a time
+    # Every transition b's monitor makes (what its SSE clients, webhooks and log would see).
+    seen: list[str] = []
+    b.monitor._dispatcher.add_listener(lambda ids, block: seen.extend(ids))
     ids = [f"c-{i}" for i in range(40)]
     a.register([(i, INTERVAL_MS, THRESHOLD) for i in ids])
     wait_for(lambda: _split(a, b), 5, what="an 8/8 split")
@@ -176,6 +179,8 @@ def test_crash_takeover_reports_the_dead_once_with_true_deadline(
         assert abs(float(alert["deadline"]) - true_deadline) < 0.05
     for agent_id in set(ids) - set(dead):
         assert b.monitor.check_agent_health(agent_id) is HealthState.HEALTHY
+    # No false alarm even inside b: the replay made no transition for a living agent.
+    assert set(seen) <= set(dead), sorted(set(seen) - set(dead))
     assert b.status()["replayed"] > 0 and b.status()["takeovers"] >= 16
 
 

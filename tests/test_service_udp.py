@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 from service_util import served, wait_for
@@ -13,6 +14,16 @@ from moai_flow_fast.service._wire import encode_datagrams
 def _recorded(s, agent_id: str) -> int:
     r = s.get(f"/v1/agents/{agent_id}/history")
     return len(r.json()["timestamps"]) if r.status_code == 200 else -1
+
+
+def _all_stopped(pid: int) -> bool:
+    """Every thread of `pid` in state T (stopped), from /proc."""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for tid in tasks:
+        with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return bool(tasks)
 
 
 def test_plain_datagrams_are_recorded_and_waiting_ones_in_one_batch() -> None:
@@ -34,6 +45,9 @@ def test_plain_datagrams_are_recorded_and_waiting_ones_in_one_batch() -> None:
         # monitor in one batch call, not one call per datagram.
         s.proc.send_signal(signal.SIGSTOP)
         try:
+            # kill() returns before the stop takes effect: on a loaded machine the receiver
+            # could still take the first datagrams alone. Wait for every thread to be stopped.
+            wait_for(lambda: _all_stopped(s.proc.pid))
             s.send_udp([i.encode() for i in ids])
         finally:
             s.proc.send_signal(signal.SIGCONT)

@@ -31,8 +31,10 @@ first checks the lease still holds this shard's token; a refused write is counte
 `fenced_writes` and the shard drops the partition (`leases_lost`).
 
 Takeover: on acquiring a partition the shard loads its registry (agents without a clock),
-replays the stream from now - (max interval x threshold + replay_margin_s) with the
-entries' own times, then goes live. Crossings of agents whose last heartbeat precedes that
+reads the stream from now - (max interval x threshold + replay_margin_s) and records each
+agent's newest heartbeat in it, at its own time (so no listener of the monitor sees an
+agent cross and recover while the log is read; the agent's history restarts from that
+heartbeat), then goes live. Crossings of agents whose last heartbeat precedes that
 moment (their silence began in the gap) carry `takeover=1`; `{prefix}:last:{p}` stops
 republication of what the old owner published. An agent the old owner published as down
 that heartbeats in the replay gets its recovery published (`takeover=1`).

@@ -115,6 +115,11 @@ class Consumer:
     # -- heartbeats -------------------------------------------------------------------------
 
     def _record(self, entries: list[Entry]) -> None:
+        ids, stamps = self._parse(entries)
+        self._record_ids(ids, stamps)
+
+    def _parse(self, entries: list[Entry]) -> tuple[list[str], list[float]]:
+        """(ids, Unix s) of heartbeat entries; an entry without an id is counted unknown."""
         # The hot loop of replay and live reading, hence inline: ~1 us an entry.
         ids: list[str] = []
         stamps: list[float] = []
@@ -138,6 +143,9 @@ class Consumer:
                 value = int(entry_id.split("-", 1)[0]) / 1000.0
             ids.append(agent_id)
             stamps.append(value)
+        return ids, stamps
+
+    def _record_ids(self, ids: list[str], stamps: list[float]) -> None:
         if not ids:
             return
         monitor = self.core.monitor
@@ -158,10 +166,19 @@ class Consumer:
         start = core.wall() - part.window_s - core.config.replay_margin_s
         cursor = f"{max(0, int(start * 1000))}-0"
         replayed = 0
+        # Only each agent's newest heartbeat of the window is recorded, once the whole log is
+        # read: fed batch by batch, an agent whose older beats come first would cross to
+        # FAILED (its present state from an old beat) and recover a batch later, and every
+        # listener of the monitor (SSE, webhooks, the log) would see that false alarm. The
+        # taken-over agent's history restarts from its last heartbeat.
+        latest: dict[str, float] = {}
+        newest = latest.get
         while True:
             started = core.wall()
             entries = client.xrange(keys.hb(p), min=cursor, max="+", count=core.config.batch)
-            self._record(entries)
+            for agent_id, stamp in zip(*self._parse(entries), strict=True):
+                if stamp > newest(agent_id, 0.0):
+                    latest[agent_id] = stamp
             replayed += len(entries)
             if entries:
                 part.pos = entries[-1][0]
@@ -171,6 +188,7 @@ class Consumer:
             if len(entries) < core.config.batch:
                 part.horizon = started
                 break
+        self._record_ids(list(latest), list(latest.values()))
         core.read_ok(core.wall())
         self._recoveries_found(part, client.hgetall(keys.last(p)), start)
         part.live_since = core.wall()

@@ -75,8 +75,9 @@ def cluster_metrics(front: ClusterFront) -> Iterator[Any]:
     for key, text in (("leases_lost", "Leases this shard lost (expired or taken)."),
                       ("fenced_writes", "Writes refused because this shard's fencing token "
                                         "was stale."),
-                      ("takeovers", "Partitions acquired from another (dead) shard."),
-                      ("replayed", "Heartbeats replayed from the streams at takeovers."),
+                      ("takeovers", "Partitions adopted (registry loaded, log replayed): at "
+                                     "start, on rebalancing or from a dead shard."),
+                      ("replayed", "Heartbeat entries read from the streams at adoptions."),
                       ("published", "Transitions published to the alerts stream.")):
         value = status.get(key)
         if isinstance(value, (int, float)):
