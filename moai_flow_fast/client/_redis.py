@@ -9,18 +9,10 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..cluster._config import ClusterConfig, Keys, partition_of
+from ..cluster._config import ClusterConfig, Keys, check_int, partition_of
 from ..cluster._wire import add_heartbeats
 
 __all__ = ["RedisHeartbeatSender"]
-
-
-def _int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
 
 
 class RedisHeartbeatSender:
@@ -39,9 +31,9 @@ class RedisHeartbeatSender:
 
         # The cluster's own checks of url, prefix and partitions, with the same messages.
         ClusterConfig(url=url, shard_name="sender", prefix=prefix, partitions=partitions)
-        self.batch = _int("batch", batch, 1, 1_000_000)
-        self.max_buffer = _int("max_buffer", max_buffer, 1, 1 << 40)
-        self.stream_maxlen = _int("stream_maxlen", stream_maxlen, 1000, 1 << 40)
+        self.batch = check_int("batch", batch, 1, 1_000_000)
+        self.max_buffer = check_int("max_buffer", max_buffer, 1, 1 << 40)
+        self.stream_maxlen = check_int("stream_maxlen", stream_maxlen, 1000, 1 << 40)
         if not isinstance(timestamps, bool):
             raise TypeError(f"timestamps must be a bool, got {type(timestamps).__name__}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:

@@ -8,7 +8,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["ClusterConfig", "Keys", "partition_of"]
+__all__ = ["ClusterConfig", "Keys", "check_int", "partition_of"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-:]{1,64}$")
@@ -60,11 +60,13 @@ class Keys:
         return f"{self.prefix}:shard:{name}"
 
 
-def _int(name: str, value: object, lo: int, hi: int) -> None:
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """`value` if it is an int (not a bool) in [lo, hi]; else TypeError/ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,13 @@ class ClusterConfig:
         if not _PREFIX.match(self.prefix):
             raise ValueError(f"prefix must be 1-64 characters of letters, digits, '_', '.', "
                              f"'-', ':', got {self.prefix!r}")
-        _int("partitions", self.partitions, 1, 4096)
-        _int("lease_ms", self.lease_ms, 300, 600_000)
-        _int("poll_ms", self.poll_ms, 1, 60_000)
+        check_int("partitions", self.partitions, 1, 4096)
+        check_int("lease_ms", self.lease_ms, 300, 600_000)
+        check_int("poll_ms", self.poll_ms, 1, 60_000)
         if self.poll_ms * 2 > self.lease_ms:
             raise ValueError(f"poll_ms must be at most lease_ms / 2, got {self.poll_ms} "
                              f"with lease_ms={self.lease_ms}")
-        _int("batch", self.batch, 1, 1_000_000)
+        check_int("batch", self.batch, 1, 1_000_000)
         if isinstance(self.replay_margin_s, bool) or not isinstance(self.replay_margin_s,
                                                                     (int, float)):
             raise TypeError("replay_margin_s must be a number, "
@@ -117,10 +119,10 @@ class ClusterConfig:
                              f"got {self.replay_margin_s!r}")
         if self.http_url is not None and not isinstance(self.http_url, str):
             raise TypeError(f"http_url must be a str or None, got {type(self.http_url).__name__}")
-        _int("settle_ms", self.settle_ms, 0, 60_000)
-        _int("stream_maxlen", self.stream_maxlen, 1000, 1 << 40)
-        _int("alerts_maxlen", self.alerts_maxlen, 1000, 1 << 40)
-        _int("max_pending", self.max_pending, 1, 1 << 40)
+        check_int("settle_ms", self.settle_ms, 0, 60_000)
+        check_int("stream_maxlen", self.stream_maxlen, 1000, 1 << 40)
+        check_int("alerts_maxlen", self.alerts_maxlen, 1000, 1 << 40)
+        check_int("max_pending", self.max_pending, 1, 1 << 40)
 
     @property
     def keys(self) -> Keys:
