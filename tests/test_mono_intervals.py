@@ -326,6 +326,7 @@ def _replay(engine, ops, history_size, steps):
     return m, records
 
 
+@pytest.mark.compiled       # compares the two engines: left out of a pure-only run
 @settings(max_examples=150, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(OPS, min_size=1, max_size=40),

@@ -167,7 +167,7 @@ def test_a_shard_paused_past_its_lease_notices_and_is_fenced(r: RedisServer) -> 
             finally:
                 os.kill(b.proc.pid, signal.SIGCONT)
             wait_for(lambda: b.get("/v1/stats").json()["service"]["cluster"]["leases_lost"]
-                     >= 1, timeout=10)
+                     >= 1, timeout=20)   # once missed 10 s in a loaded pure-engine run
             wait_even(a, names, n_parts)              # it rejoins and gets its share back
             assert b.get("/healthz").status_code == 200
             time.sleep(1.0)
