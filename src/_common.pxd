@@ -31,22 +31,37 @@ cdef enum:
     WHEEL_LEVELS = 7
     WHEEL_BUCKETS = 448   # WHEEL_LEVELS * WHEEL_SLOTS
 
-# Everything the heartbeat path and an expiry touch sits in one 64-byte record, so each
-# costs one cache line per agent.
+# The per-agent record is split by temperature. A live heartbeat on the fast path reads
+# and writes only the 16-byte Hot record (four per cache line: 16 MB at 10**6 agents,
+# which stays in the last-level cache) and appends to the staging log; everything else is
+# the cold Agent record, which the slow path, the wheel and the queries touch.
+ctypedef struct Hot:
+    int64_t mono           # monotonic ns of the last heartbeat (or of registration)
+    int64_t fast           # interval_ns while a live heartbeat may take the fast path, else
+                           # INT64_MIN (see _Core._sync: HEALTHY, armed, no metadata, ...)
+
 ctypedef struct Agent:
-    int64_t last_mono      # monotonic ns of the last heartbeat (or of registration)
     int64_t interval_ns
     int64_t when           # tick of the armed deadline
     double last_wall       # Unix seconds of the last heartbeat, 0.0 before the first
+    int64_t ring_mono      # monotonic ns of the newest history record (count > 0)
+    int64_t seq            # registration sequence, the tie-break of the report order
     int32_t head           # next write position in the history ring
     int32_t count          # records held in the history ring
     int32_t threshold
     uint32_t gen           # bumped when the slot is freed, so stale handles never match
+    int32_t marks          # block of wall-clock step markers (core/_steps.py), -1 for none
     int16_t bucket         # level * 64 + slot, -1 when no deadline is armed
     int8_t reported        # the state last reported (monitoring_agents' last_state)
     uint8_t flags
-    int32_t nmarks         # live wall-clock step markers (core/_steps.py), in side arrays
-    int64_t ring_mono      # monotonic ns of the newest history record (count > 0)
+
+# A fast-path heartbeat waiting to be written into its ring (the staging log): the log
+# is written sequentially, and scattered into the rings, with prefetch, before anything
+# reads a ring or a cold record field it defers (head, count, last_wall, markers).
+ctypedef struct Staged:
+    int64_t mono
+    double wall
+    int64_t slot
 
 # Each bucket is WHEEL_LANES intrusive doubly linked lists (an agent goes to lane
 # slot & 7), so walking a bucket follows 8 independent chains whose cache misses overlap,
@@ -98,6 +113,14 @@ cdef extern from "<math.h>" nogil:
 # against at import): per agent, STEP_MARKS (ring position, correction) pairs.
 cdef enum:
     STEP_MARKS = 4
+
+# Step markers are rare (a wall-clock step in an agent's history window), so they live in
+# a pool of blocks that only agents with markers hold.
+ctypedef struct MarkBlock:
+    double corr[STEP_MARKS]     # corrections (s)
+    int32_t pos[STEP_MARKS]     # and the ring positions of the records after each step
+    int32_t n                   # live markers; the block is freed when this drops to 0
+    int32_t next_free           # free list link while the block is unused
 
 cdef extern from *:
     """
@@ -195,7 +218,8 @@ cdef inline int state_code(int64_t e, int64_t interval, int32_t threshold) noexc
     return ST_FAILED
 
 
-cdef inline int state_of(Agent* a, int64_t now) noexcept nogil:
+cdef inline int state_of(Agent* a, int64_t mono, int64_t now) noexcept nogil:
+    # `mono` is the agent's Hot.mono.
     if not (a.flags & F_CLOCK):
         return ST_HEALTHY
-    return state_code(now - a.last_mono, a.interval_ns, a.threshold)
+    return state_code(now - mono, a.interval_ns, a.threshold)

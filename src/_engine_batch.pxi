@@ -21,6 +21,11 @@ cdef class Engine(_Views):
             return -1
         return <int32_t>slot
 
+    @cython.final
+    cdef inline int64_t _handle(self, int32_t s) noexcept:
+        # slot | generation << 32
+        return <int64_t>(<uint64_t>s | (<uint64_t>self._agents[s].gen << 32))
+
     def all_handles(self):
         """Handles of every monitored agent, in registration order."""
         cdef Py_ssize_t n = 0, i
@@ -36,7 +41,7 @@ cdef class Engine(_Views):
             try:
                 for s in range(self._high):
                     if self._agents[s].flags & F_ACTIVE:
-                        pairs[2 * n] = self._seq[s]
+                        pairs[2 * n] = self._agents[s].seq
                         pairs[2 * n + 1] = s
                         if n and pairs[2 * n] < pairs[2 * n - 2]:
                             unsorted = True
@@ -66,7 +71,7 @@ cdef class Engine(_Views):
             except TypeError:
                 raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
-            o[i] = -1 if h is None else <int64_t>h
+            o[i] = -1 if h is None else self._handle(<int32_t>h)
             i += 1
         return out
 
@@ -154,11 +159,23 @@ cdef class Engine(_Views):
         cdef int64_t mono, p
         cdef double t
         cdef Py_ssize_t k = 0
+        cdef int32_t pos
+        cdef double* ring
         while i < n:
             if i + PREFETCH < n:
                 p = handles[i + PREFETCH] & SLOT_MASK
                 if p < self._high:
                     __builtin_prefetch(&self._agents[p])
+                    __builtin_prefetch(&self._hot[p])
+            if i + STAGE_AHEAD < n:
+                # The record came in PREFETCH - STAGE_AHEAD heartbeats ago: its head says
+                # which ring line this heartbeat writes (and which one it reads).
+                p = handles[i + STAGE_AHEAD] & SLOT_MASK
+                if p < self._high:
+                    pos = self._agents[p].head
+                    ring = self._ring(<int32_t>p)
+                    __builtin_prefetch(ring + pos, 1)
+                    __builtin_prefetch(ring + (pos - 1 if pos > 0 else self._hsize - 1))
             s = self._live(handles[i])
             if s >= 0:
                 if self._agents[s].flags & F_META:
@@ -169,7 +186,7 @@ cdef class Engine(_Views):
                 else:
                     t = w[i] if w[i] < wall else wall
                     mono = trunc_before(now, wall - t)
-                    if not ((self._agents[s].flags & F_HB) and mono < self._agents[s].last_mono):
+                    if not ((self._agents[s].flags & F_HB) and mono < self._hot[s].mono):
                         queued[0] |= self._beat(s, mono, t, now)
                         o[i] = 1
             i += 1
@@ -223,7 +240,7 @@ cdef class Engine(_Views):
                         t = w[i] if w[i] < wall else wall
                         mono = trunc_before(now, wall - t)
                     if not (given and (self._agents[s].flags & F_HB)
-                            and mono < self._agents[s].last_mono):
+                            and mono < self._hot[s].mono):
                         self._store_meta(s, self._agents[s].head, None)
                         queued |= self._beat(s, mono, t, now)
                         o[i] = 1
@@ -328,7 +345,7 @@ cdef class Engine(_Views):
         while i[0] < n and m < rows:
             s = self._live(handles[i[0]])
             if s >= 0:
-                if self._agents[s].nmarks and self._agents[s].flags & F_HIST:
+                if self._agents[s].marks >= 0 and self._agents[s].flags & F_HIST:
                     cv[m] = self._step_row(s, &bv[m, 0], raw, lo, hi)
                     hv[m] = cv[m] if cv[m] < self._hsize else 0
                     fv[m] = 1
@@ -432,7 +449,7 @@ cdef class Engine(_Views):
             try:
                 for s in range(self._high):
                     if self._agents[s].flags & F_ACTIVE:
-                        pairs[2 * n] = self._seq[s]
+                        pairs[2 * n] = self._agents[s].seq
                         pairs[2 * n + 1] = s
                         if n and pairs[2 * n] < pairs[2 * n - 2]:
                             unsorted = True
@@ -459,11 +476,11 @@ cdef class Engine(_Views):
                     Py_INCREF(<object>item)
                     PyList_SET_ITEM(ids, i, <object>item)
                     hv[i] = <int64_t>(<uint64_t>s | (<uint64_t>a.gen << 32))
-                    sv[i] = state_of(a, now)
-                    ev[i] = now - a.last_mono if a.flags & F_CLOCK else -1
+                    sv[i] = state_of(a, self._hot[s].mono, now)
+                    ev[i] = now - self._hot[s].mono if a.flags & F_CLOCK else -1
                     # Mean, then variance about it: two passes over at most H values.
                     k = self._copy_ring(s, buf) if a.flags & F_HIST else 0
-                    if a.nmarks and k:
+                    if a.marks >= 0 and k:
                         self._step_rebase(s, buf)   # monotonic intervals
                     c = k - 1 if k > 1 else 0
                     mean = var = NAN

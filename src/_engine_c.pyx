@@ -18,7 +18,7 @@ from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from _common cimport (
-    Agent, Event, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
+    Agent, Event, Hot, MarkBlock, Staged, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
     F_META, SLEW_RATE, STEP_MARKS, STEP_TOLERANCE_S, ST_CRITICAL, ST_DEGRADED, ST_FAILED,
     ST_HEALTHY, ceil_div, crossing_mult, crossing_next, fabs, mono_before, state_code,
     state_of, step_correction, trunc_before,
@@ -36,7 +36,7 @@ from moai_flow_fast.core._steps import run_kernel
 from collections.abc import Mapping
 
 cdef extern from *:
-    void __builtin_prefetch(const void*) nogil
+    void __builtin_prefetch(const void*, ...) nogil
 
 cdef extern from "Python.h" nogil:
     int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size)
@@ -99,8 +99,7 @@ def _state(int64_t elapsed, int64_t interval, int32_t threshold):
     a.flags = F_CLOCK
     a.interval_ns = interval
     a.threshold = threshold
-    a.last_mono = 0
-    return state_of(&a, elapsed)
+    return state_of(&a, 0, elapsed)
 
 
 # The rules live in moai_flow_fast/core/_rules.py; these C copies must say the same.
@@ -119,6 +118,8 @@ cdef enum:
     CHUNK = 1024           # agent tables grow from this many slots
     RING_CHUNK_BYTES = 1048576   # history rings are allocated about 1 MiB at a time
     PREFETCH = 16          # records prefetched ahead while a bucket is processed
+    STAGE_CAP = 4096       # fast-path heartbeats staged before they are scattered (96 KiB)
+    STAGE_AHEAD = 8        # staged heartbeats whose ring line is prefetched ahead
     YIELD_EVERY = 4096     # heartbeats of a batch between checks for a waiting wheel
     NOGIL_BUCKET = 4096    # an advance releases the GIL from a first bucket this large
     NOGIL_BATCH = 32768    # record_many releases the GIL from this many heartbeats
@@ -188,12 +189,16 @@ cdef class _Core:
     """Agent table + timer wheel + rings (the per-agent half of Engine)."""
 
     cdef Agent* _agents
-    cdef int64_t* _seq
+    cdef Hot* _hot
+    cdef Staged* _stage          # fast-path heartbeats not yet in their rings, oldest first
+    cdef Py_ssize_t _nstaged
     cdef double* _started
-    cdef int32_t* _mpos          # step markers: STEP_MARKS ring positions per slot
-    cdef double* _mcorr          # and their corrections (s); Agent.nmarks are live
-    cdef int32_t* _free
-    cdef int32_t _nfree
+    cdef MarkBlock* _marks       # step marker blocks (Agent.marks), a free list threaded
+    cdef int32_t _nmarks_cap     # through next_free from _marks_free
+    cdef int32_t _marks_free
+    cdef int64_t _marks_dropped  # step markers lost for want of memory
+    cdef int32_t _free           # freed slots: a stack threaded through their wheel links
+    cdef int32_t _nfree          # (links[2s], unused while a slot is free)
     cdef int32_t _high           # slots ever used
     cdef int32_t _cap
     cdef int32_t _hsize
@@ -253,6 +258,10 @@ cdef class _Core:
         # A plain pthread mutex: about half the cost of a PyThread lock uncontended.
         if pthread_mutex_init(&self._mutex, NULL) != 0:
             raise MemoryError()
+        self._stage = <Staged*>PyMem_RawMalloc(STAGE_CAP * sizeof(Staged))
+        if self._stage == NULL:
+            raise MemoryError()
+        self._marks_free = -1
 
     def __init__(self, *, int history_size, int tick_ms, clock, tuple states):
         self._hsize = history_size
@@ -284,11 +293,10 @@ cdef class _Core:
 
     def __dealloc__(self):
         _table_free(self._agents)
-        PyMem_RawFree(self._seq)
+        _table_free(self._hot)
+        PyMem_RawFree(self._stage)
         PyMem_RawFree(self._started)
-        PyMem_RawFree(self._mpos)
-        PyMem_RawFree(self._mcorr)
-        PyMem_RawFree(self._free)
+        PyMem_RawFree(self._marks)
         PyMem_RawFree(self._rings)
         PyMem_RawFree(self._ev)
         PyMem_RawFree(self._batch)
@@ -307,6 +315,24 @@ cdef class _Core:
             # Wait without the GIL: the holder may be the wheel thread, which needs it back.
             # While the wheel thread waits for the lock, newcomers let it in first: a thread
             # recording heartbeats in a loop would otherwise win the lock back every time.
+            with nogil:
+                while moai_load(&self._urgent):
+                    sched_yield()
+                pthread_mutex_lock(&self._mutex)
+        self._owner = me
+        if self._nstaged:
+            # Everything but the fast path itself sees the rings and cold records whole.
+            self._scatter()
+        return 0
+
+    @cython.final
+    cdef inline int _lock_hot(self) except -1:
+        # The fast path's lock: as _lock, leaving the staged heartbeats staged.
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._owner == me:
+            raise RuntimeError("monitor re-entered from inside its own critical section "
+                               "(an agent id's __hash__/__eq__ or a finalizer called it)")
+        if moai_load(&self._urgent) or pthread_mutex_trylock(&self._mutex) != 0:
             with nogil:
                 while moai_load(&self._urgent):
                     sched_yield()
@@ -414,8 +440,32 @@ cdef class _Core:
         cdef Agent* a = &self._agents[s]
         wheel_remove(&self._wheel, self._agents, s)
         if (a.flags & F_CLOCK) and a.reported != ST_FAILED:
-            self._arm(s, ceil_div(a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
+            self._arm(s, ceil_div(self._hot[s].mono
+                                  + crossing_mult(a.reported, a.threshold) * a.interval_ns,
                                   self._tick), now)
+        self._sync(s)
+
+    @cython.final
+    cdef inline void _sync(self, int32_t s) noexcept nogil:
+        # Hot.fast from the cold record: a live heartbeat may skip the slow path while the
+        # agent is HEALTHY with a deadline armed, its clock started, a heartbeat and a
+        # history on record and no metadata list (whose ring position it would clear).
+        # Whatever changes one of those calls this, or sets fast to INT64_MIN itself.
+        cdef Agent* a = &self._agents[s]
+        if ((a.flags & (F_ACTIVE | F_CLOCK | F_HB | F_HIST | F_META))
+                == (F_ACTIVE | F_CLOCK | F_HB | F_HIST)
+                and a.reported == ST_HEALTHY and a.bucket >= 0):
+            self._hot[s].fast = a.interval_ns
+        else:
+            self._hot[s].fast = INT64_MIN
+
+    @cython.final
+    cdef inline double _wall_of(self, int32_t s) noexcept nogil:
+        # Slot s's last heartbeat wall time, for the wheel (which leaves the stage alone
+        # unless it reports something).
+        if self._nstaged:
+            self._scatter()
+        return self._agents[s].last_wall
 
     cdef void _cross(self, int32_t s, int64_t bound, int64_t at, int64_t now) noexcept nogil:
         # Report, in order, each crossing of slot s due by `bound` (detected at `at`), except
@@ -423,12 +473,13 @@ cdef class _Core:
         cdef Agent* a = &self._agents[s]
         cdef int64_t d
         cdef int8_t new
+        self._hot[s].fast = INT64_MIN     # the caller re-syncs
         while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
-            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+            d = self._hot[s].mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
             if d > bound or (now < self._hold_until and d >= self._hold_from):
                 return
             new = crossing_next(a.reported, a.threshold)
-            self._emit(s, a.reported, new, EV_CROSSING, d, at, a.last_wall)
+            self._emit(s, a.reported, new, EV_CROSSING, d, at, self._wall_of(s))
             a.reported = new
 
     cdef void _settle(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
@@ -440,10 +491,11 @@ cdef class _Core:
         # with their true deadlines, exactly as after a live heartbeat at t.
         cdef Agent* a = &self._agents[s]
         if a.reported != ST_HEALTHY and state_code(now - t, a.interval_ns, a.threshold) < a.reported:
-            self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY, a.last_mono + a.interval_ns,
+            self._emit(s, a.reported, ST_HEALTHY, EV_RECOVERY, self._hot[s].mono + a.interval_ns,
                        t if t < now else now, wall)
             a.reported = ST_HEALTHY
-        a.last_mono = t
+        self._hot[s].mono = t
+        self._hot[s].fast = INT64_MIN     # the caller re-syncs
         a.last_wall = wall
         a.flags |= F_CLOCK | F_HB
 
@@ -463,9 +515,9 @@ cdef class _Core:
         e = &self._ev[self._nev]
         self._nev += 1
         e.deadline = deadline
-        e.seq = self._seq[s]
+        e.seq = self._agents[s].seq
         e.now = now
-        e.last_mono = self._agents[s].last_mono
+        e.last_mono = self._hot[s].mono
         e.last_wall = wall
         e.handle = <int64_t>(<uint64_t>s | (<uint64_t>self._agents[s].gen << 32))
         e.slot = s
@@ -485,13 +537,14 @@ cdef class _Core:
         cdef int64_t d
         cdef int8_t new
         while (a.flags & F_CLOCK) and a.reported != ST_FAILED:
-            d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+            d = self._hot[s].mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
             if ceil_div(d, self._tick) > tick:
                 self._arm(s, ceil_div(d, self._tick), now)
-                return
+                break
             new = crossing_next(a.reported, a.threshold)
-            self._emit(s, a.reported, new, EV_CROSSING, d, now, a.last_wall)
+            self._emit(s, a.reported, new, EV_CROSSING, d, now, self._wall_of(s))
             a.reported = new
+        self._sync(s)
 
     cdef Py_ssize_t _advance_to(self, int64_t target, int64_t now) noexcept nogil:
         cdef Py_ssize_t start = self._nev
@@ -516,6 +569,7 @@ cdef class _Core:
             for i in range(n):
                 if i + PREFETCH < n:
                     __builtin_prefetch(&self._agents[batch[i + PREFETCH]])
+                    __builtin_prefetch(&self._hot[batch[i + PREFETCH]])
                     __builtin_prefetch(&self._wheel.links[2 * batch[i + PREFETCH]])
                 s = batch[i]
                 a = &self._agents[s]
@@ -523,7 +577,7 @@ cdef class _Core:
                 if a.when > due:
                     # Cascading down a level: re-check the agent now, so one that has
                     # heartbeated since skips straight to its real deadline.
-                    d = a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
+                    d = self._hot[s].mono + crossing_mult(a.reported, a.threshold) * a.interval_ns
                     when = ceil_div(d, self._tick)
                     wheel_insert(&self._wheel, self._agents, s, when if when > a.when else a.when)
                 else:
@@ -590,28 +644,14 @@ cdef class _Core:
         if agents == NULL:
             raise MemoryError()
         self._agents = agents
-        cdef int64_t* seq = <int64_t*>PyMem_RawRealloc(self._seq, cap * sizeof(int64_t))
-        if seq == NULL:
+        cdef Hot* hot = <Hot*>_table_realloc(self._hot, self._cap * sizeof(Hot), cap * sizeof(Hot))
+        if hot == NULL:
             raise MemoryError()
-        self._seq = seq
+        self._hot = hot
         cdef double* started = <double*>PyMem_RawRealloc(self._started, cap * sizeof(double))
         if started == NULL:
             raise MemoryError()
         self._started = started
-        cdef int32_t* mpos = <int32_t*>PyMem_RawRealloc(self._mpos,
-                                                       cap * STEP_MARKS * sizeof(int32_t))
-        if mpos == NULL:
-            raise MemoryError()
-        self._mpos = mpos
-        cdef double* mcorr = <double*>PyMem_RawRealloc(self._mcorr,
-                                                      cap * STEP_MARKS * sizeof(double))
-        if mcorr == NULL:
-            raise MemoryError()
-        self._mcorr = mcorr
-        cdef int32_t* free = <int32_t*>PyMem_RawRealloc(self._free, cap * sizeof(int32_t))
-        if free == NULL:
-            raise MemoryError()
-        self._free = free
         cdef int32_t* links = <int32_t*>_table_realloc(self._wheel.links,
                                                        2 * self._cap * sizeof(int32_t),
                                                        2 * cap * sizeof(int32_t))
@@ -653,7 +693,7 @@ cdef class _Core:
         if self._slot_of(agent_id) >= 0:
             return -1
         if self._nfree:
-            s = self._free[self._nfree - 1]
+            s = self._free
             gen = self._agents[s].gen
         else:
             if self._high == self._cap:
@@ -669,14 +709,16 @@ cdef class _Core:
         a.reported = ST_HEALTHY
         a.head = 0
         a.count = 0
-        a.nmarks = 0
+        a.marks = -1
         a.ring_mono = 0
         a.last_wall = 0.0
-        a.last_mono = now
         a.bucket = -1
+        self._hot[s].mono = now
+        self._hot[s].fast = INT64_MIN
         self._started[s] = wall
-        self._index[agent_id] = <uint64_t>s | (<uint64_t>gen << 32)
+        self._index[agent_id] = s   # the slot (a smaller int than the handle)
         if self._nfree:
+            self._free = self._wheel.links[2 * s]
             self._nfree -= 1
         else:
             self._high += 1
@@ -686,7 +728,8 @@ cdef class _Core:
         # Undo the newest claim (its index entry is the dict's last one): no user code.
         self._index.popitem()
         if from_free:
-            self._free[self._nfree] = s
+            self._wheel.links[2 * s] = self._free
+            self._free = s
             self._nfree += 1
         else:
             self._high -= 1
@@ -696,7 +739,7 @@ cdef class _Core:
         # Commit a claimed slot; runs no user code.
         cdef Agent* a = &self._agents[s]
         a.flags = F_ACTIVE | F_HIST
-        self._seq[s] = self._next_seq
+        self._agents[s].seq = self._next_seq
         self._next_seq += 1
         self._ids[s] = agent_id
         self.active += 1
@@ -763,10 +806,12 @@ cdef class _Core:
             if hist is not None:
                 self._stopped_total += len(hist[0])
             a.flags = 0
-            a.nmarks = 0
+            self._hot[s].fast = INT64_MIN
+            self._marks_release(s)
             a.gen = (a.gen + 1) & GEN_MASK
             self._ids[s] = None
-            self._free[self._nfree] = s
+            self._wheel.links[2 * s] = self._free
+            self._free = s
             self._nfree += 1
             self.active -= 1
             self._trim_stopped(False)
@@ -829,59 +874,92 @@ cdef class _Core:
 
     # -- wall-clock step markers (core/_steps.py) --------------------------------------
 
+    cdef int32_t _marks_take(self) noexcept nogil:
+        # A free marker block (the pool doubles when none is left), or -1 without memory.
+        cdef int32_t b, cap
+        cdef MarkBlock* grown
+        if self._marks_free < 0:
+            cap = self._nmarks_cap * 2 if self._nmarks_cap else 64
+            grown = <MarkBlock*>PyMem_RawRealloc(self._marks, cap * sizeof(MarkBlock))
+            if grown == NULL:
+                return -1
+            self._marks = grown
+            b = cap - 1
+            while b >= self._nmarks_cap:
+                grown[b].next_free = self._marks_free
+                self._marks_free = b
+                b -= 1
+            self._nmarks_cap = cap
+        b = self._marks_free
+        self._marks_free = self._marks[b].next_free
+        self._marks[b].n = 0
+        return b
+
     @cython.final
-    cdef inline void _step_mark(self, int32_t s, int32_t pos, double corr) noexcept nogil:
-        # Two stores into the slot's preallocated markers; when all are live, the smallest
+    cdef inline void _marks_release(self, int32_t s) noexcept nogil:
+        cdef int32_t b = self._agents[s].marks
+        if b >= 0:
+            self._marks[b].next_free = self._marks_free
+            self._marks_free = b
+            self._agents[s].marks = -1
+
+    cdef void _step_mark(self, int32_t s, int32_t pos, double corr) noexcept nogil:
+        # Two stores into the slot's marker block; when all are live, the smallest
         # correction of the STEP_MARKS + 1 is the one dropped (the older of equal ones kept).
         cdef Agent* a = &self._agents[s]
-        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
-        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef MarkBlock* m
         cdef int i, low = 0
-        if a.nmarks < STEP_MARKS:
-            mp[a.nmarks] = pos
-            mc[a.nmarks] = corr
-            a.nmarks += 1
+        if a.marks < 0:
+            a.marks = self._marks_take()
+            if a.marks < 0:
+                self._marks_dropped += 1
+                return
+        m = &self._marks[a.marks]
+        if m.n < STEP_MARKS:
+            m.pos[m.n] = pos
+            m.corr[m.n] = corr
+            m.n += 1
             return
         for i in range(1, STEP_MARKS):
-            if fabs(mc[i]) < fabs(mc[low]):
+            if fabs(m.corr[i]) < fabs(m.corr[low]):
                 low = i
-        if fabs(corr) > fabs(mc[low]):
-            mp[low] = pos
-            mc[low] = corr
+        if fabs(corr) > fabs(m.corr[low]):
+            m.pos[low] = pos
+            m.corr[low] = corr
 
-    @cython.final
-    cdef inline void _step_purge(self, int32_t s, int32_t pos) noexcept nogil:
+    cdef void _step_purge(self, int32_t s, int32_t pos) noexcept nogil:
         # Forget the markers at ring position pos (the last one takes the freed place).
-        cdef Agent* a = &self._agents[s]
-        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
-        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef MarkBlock* m = &self._marks[self._agents[s].marks]
         cdef int i = 0
-        while i < a.nmarks:
-            if mp[i] == pos:
-                a.nmarks -= 1
-                mp[i] = mp[a.nmarks]
-                mc[i] = mc[a.nmarks]
+        while i < m.n:
+            if m.pos[i] == pos:
+                m.n -= 1
+                m.pos[i] = m.pos[m.n]
+                m.corr[i] = m.corr[m.n]
             else:
                 i += 1
+        if m.n == 0:
+            self._marks_release(s)
 
-    @cython.final
-    cdef inline void _step_rebase(self, int32_t s, double* buf) noexcept nogil:
+    cdef void _step_rebase(self, int32_t s, double* buf) noexcept nogil:
         # buf holds slot s's records oldest first: add each live marker's correction to
         # the records before it, so consecutive differences are monotonic intervals.
         cdef Agent* a = &self._agents[s]
-        cdef int32_t* mp = &self._mpos[<Py_ssize_t>s * STEP_MARKS]
-        cdef double* mc = &self._mcorr[<Py_ssize_t>s * STEP_MARKS]
+        cdef MarkBlock* m
         cdef Py_ssize_t first = a.head - a.count, o, j
         cdef int i
+        if a.marks < 0:
+            return
+        m = &self._marks[a.marks]
         if first < 0:
             first += self._hsize
-        for i in range(a.nmarks):
-            o = mp[i] - first
+        for i in range(m.n):
+            o = m.pos[i] - first
             if o < 0:
                 o += self._hsize
             if 1 <= o < a.count:
                 for j in range(o):
-                    buf[j] += mc[i]
+                    buf[j] += m.corr[i]
 
     def steps(self, agent_id):
         """The live step markers of a monitored agent, in stored order: (index in its
@@ -900,30 +978,28 @@ cdef class _Core:
             if first < 0:
                 first += self._hsize
             out = []
-            for i in range(a.nmarks):
-                o = self._mpos[<Py_ssize_t>s * STEP_MARKS + i] - first
+            if a.marks < 0:
+                return out
+            for i in range(self._marks[a.marks].n):
+                o = self._marks[a.marks].pos[i] - first
                 if o < 0:
                     o += self._hsize
-                out.append((o, self._mcorr[<Py_ssize_t>s * STEP_MARKS + i]))
+                out.append((o, self._marks[a.marks].corr[i]))
             return out
         finally:
             self._unlock()
 
     # -- the hot path -----------------------------------------------------------------
 
-    cdef int _beat(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
-        # One heartbeat of slot s, with the lock held: recorded at t (monotonic ns, <= now;
-        # earlier for a backdated one) and `wall` (Unix s); `now` is the real instant. The
-        # caller stores any metadata. Returns 1 when it queued events, else 0.
+    cdef void _ring_beat(self, int32_t s, int64_t t, double wall) noexcept nogil:
+        # The history half of a heartbeat of slot s at t (monotonic ns) and `wall` (Unix s):
+        # its ring record and any wall-clock step marker.
         cdef Agent* a = &self._agents[s]
         cdef int32_t pos = a.head
-        cdef int64_t due
-        cdef Py_ssize_t start
         cdef double* ring = self._ring(s)
         cdef double corr = 0.0
-        self.heartbeats += 1
         if a.count > 0:
-            if a.nmarks and a.count == self._hsize:
+            if a.marks >= 0 and a.count == self._hsize:
                 # The oldest record goes: a marker on the record after it has no interval.
                 self._step_purge(s, pos + 1 if pos + 1 < self._hsize else 0)
             if self._hsize > 1:
@@ -938,18 +1014,54 @@ cdef class _Core:
             a.count += 1
         if corr != 0.0:
             self._step_mark(s, pos, corr)
+
+    cdef void _scatter(self) noexcept nogil:
+        # Write the staged heartbeats into their rings and records, oldest first, as
+        # _beat would have written them one by one. Each record is prefetched 16 entries
+        # ahead and its ring line 8 ahead (the head read then hits the prefetched record),
+        # so the misses of the whole stage overlap instead of each stalling a heartbeat.
+        cdef Py_ssize_t i, n = self._nstaged
+        cdef Staged* g = self._stage
+        cdef int32_t s
+        cdef int32_t pos
+        cdef double* ring
+        for i in range(n):
+            if i + 2 * STAGE_AHEAD < n:
+                __builtin_prefetch(&self._agents[g[i + 2 * STAGE_AHEAD].slot])
+            if i + STAGE_AHEAD < n:
+                s = <int32_t>g[i + STAGE_AHEAD].slot
+                pos = self._agents[s].head
+                ring = self._ring(s)
+                __builtin_prefetch(ring + pos, 1)
+                __builtin_prefetch(ring + (pos - 1 if pos > 0 else self._hsize - 1))
+            s = <int32_t>g[i].slot
+            self._ring_beat(s, g[i].mono, g[i].wall)
+            self._agents[s].last_wall = g[i].wall
+        self._nstaged = 0
+
+    cdef int _beat(self, int32_t s, int64_t t, double wall, int64_t now) noexcept nogil:
+        # One heartbeat of slot s, with the lock held and nothing staged: recorded at t
+        # (monotonic ns, <= now; earlier for a backdated one) and `wall` (Unix s); `now` is
+        # the real instant. The caller stores any metadata. Returns 1 when it queued events.
+        cdef Agent* a = &self._agents[s]
+        cdef Hot* h = &self._hot[s]
+        cdef int64_t due
+        cdef Py_ssize_t start
+        self.heartbeats += 1
+        self._ring_beat(s, t, wall)
         if (a.reported == ST_HEALTHY and a.bucket >= 0 and now - t < a.interval_ns
-                and not ((a.flags & F_CLOCK) and t - a.last_mono >= a.interval_ns)):
+                and not ((a.flags & F_CLOCK) and t - h.mono >= a.interval_ns)):
             # Healthy before and after, nothing due: the armed deadline is a lower bound of
             # the new one (the wheel re-arms lazily).
-            a.last_mono = t
+            h.mono = t
             a.last_wall = wall
             a.flags |= F_CLOCK | F_HB | F_HIST
+            self._sync(s)
             return 0
         # Slow path: crossings the wheel has not reached yet, up to the heartbeat (they
         # happened), then what the heartbeat makes true now, then the next deadline.
         start = self._nev
-        if self._guard_ns > 0 and (a.flags & F_CLOCK) and now - a.last_mono >= a.interval_ns:
+        if self._guard_ns > 0 and (a.flags & F_CLOCK) and now - h.mono >= a.interval_ns:
             self._check_stall(now)
         self._cross(s, t, t, now)
         self._settle(s, t, wall, now)
@@ -957,13 +1069,14 @@ cdef class _Core:
         if a.reported == ST_FAILED:
             wheel_remove(&self._wheel, self._agents, s)   # nothing left to detect
         else:
-            due = ceil_div(a.last_mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
+            due = ceil_div(h.mono + crossing_mult(a.reported, a.threshold) * a.interval_ns,
                            self._tick)
             if a.bucket < 0 or a.when > due:
                 # A recovery from CRITICAL can leave a FAILED deadline (T * I) pending beyond
                 # the new DEGRADED one (I): move it in.
                 wheel_remove(&self._wheel, self._agents, s)
                 self._arm(s, due, now)
+        self._sync(s)
         return 1 if self._nev > start else 0
 
     def record_heartbeat(self, agent_id, metadata=None):
@@ -973,21 +1086,39 @@ cdef class _Core:
         cdef int64_t now
         cdef double wall
         cdef bint has_meta = False
+        cdef Hot* h
+        cdef Staged* g
         if metadata is not None:
             if type(metadata) is not dict and not isinstance(metadata, Mapping):
                 raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
             has_meta = bool(metadata)   # user code: before anything changes
-        self._lock()
+        self._lock_hot()
         try:
             s = self._slot_of(agent_id)
             if s >= 0:
                 now = self._now_mono()
                 wall = self._now_wall()
-                if has_meta or (self._agents[s].flags & F_META):
-                    self._store_meta(s, self._agents[s].head, metadata if has_meta else None)
-                queued = self._beat(s, now, wall, now)
-                if queued:
-                    self._publish(0)
+                h = &self._hot[s]
+                if now - h.mono < h.fast and not has_meta:
+                    # The fast path (see _sync): the hot record and a sequential append;
+                    # the ring and the cold record are written in bulk by _scatter.
+                    if self._nstaged == STAGE_CAP:
+                        self._scatter()
+                    g = &self._stage[self._nstaged]
+                    g.mono = now
+                    g.wall = wall
+                    g.slot = s
+                    self._nstaged += 1
+                    h.mono = now
+                    self.heartbeats += 1
+                else:
+                    if self._nstaged:
+                        self._scatter()
+                    if has_meta or (self._agents[s].flags & F_META):
+                        self._store_meta(s, self._agents[s].head, metadata if has_meta else None)
+                    queued = self._beat(s, now, wall, now)
+                    if queued:
+                        self._publish(0)
         finally:
             self._unlock()
         if s < 0:
@@ -1006,6 +1137,7 @@ cdef class _Core:
             lst = [None] * self._hsize
             self._meta[s] = lst
             self._agents[s].flags |= F_META
+            self._hot[s].fast = INT64_MIN
         lst[pos] = metadata
         return 0
 
@@ -1013,13 +1145,17 @@ cdef class _Core:
         """The state function now. ValueError for an unknown agent."""
         cdef int64_t now = self._now_mono()
         cdef object h
+        cdef int32_t s
         try:
             h = self._index.get(agent_id)
         except TypeError:
             raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
         if h is None:
             raise ValueError(f"Agent {agent_id} not being monitored")
-        return self._states[state_of(&self._agents[<uint64_t>h & SLOT_MASK], now)]
+        s = <int32_t>(<uint64_t>h & SLOT_MASK)
+        if now - self._hot[s].mono < self._hot[s].fast:
+            return self._states[ST_HEALTHY]   # fast set: clock started, this interval
+        return self._states[state_of(&self._agents[s], self._hot[s].mono, now)]
 
     # -- the wheel thread ---------------------------------------------------------------
 

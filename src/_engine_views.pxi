@@ -23,8 +23,8 @@ cdef class _Views(_Core):
                 raise MemoryError()
             with nogil:
                 for s in range(self._high):
-                    if (self._agents[s].flags & F_ACTIVE) and state_of(&self._agents[s], now) >= min_code:
-                        pairs[2 * n] = self._seq[s]
+                    if (self._agents[s].flags & F_ACTIVE) and state_of(&self._agents[s], self._hot[s].mono, now) >= min_code:
+                        pairs[2 * n] = self._agents[s].seq
                         pairs[2 * n + 1] = s
                         if n and pairs[2 * n] < pairs[2 * n - 2]:
                             unsorted = True
@@ -57,7 +57,7 @@ cdef class _Views(_Core):
             with nogil:
                 for s in range(self._high):
                     if self._agents[s].flags & F_ACTIVE:
-                        c[state_of(&self._agents[s], now)] += 1
+                        c[state_of(&self._agents[s], self._hot[s].mono, now)] += 1
                         if self._agents[s].flags & F_HIST:
                             records += self._agents[s].count
             records += self._stopped_total
@@ -119,6 +119,7 @@ cdef class _Views(_Core):
                 else:
                     a.last_wall = 0.0
                     a.flags &= ~(F_CLOCK | F_HB)
+                    self._hot[s].fast = INT64_MIN
             elif field == "last_state":
                 a.reported = value
             elif field == "interval_ns":
@@ -192,8 +193,9 @@ cdef class _Views(_Core):
                     return False
                 self._agents[s].count = 0
                 self._agents[s].head = 0
-                self._agents[s].nmarks = 0
+                self._marks_release(s)
                 self._agents[s].flags &= ~(F_HIST | F_META)
+                self._hot[s].fast = INT64_MIN
                 self._meta.pop(s, None)
                 return True
             old = self._stopped.pop(agent_id, None)
