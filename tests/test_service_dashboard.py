@@ -66,9 +66,23 @@ def server() -> Iterator[Served]:
 
 
 def _text(driver: Any, element_id: str) -> str:
-    from selenium.webdriver.common.by import By
+    # One script: a node the page re-renders between find and read cannot go stale.
+    return str(driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : '';",
+        element_id))
 
-    return str(driver.find_element(By.ID, element_id).text)
+
+def _row(driver: Any, agent: str) -> dict[str, Any] | None:
+    """One agent's row of the unhealthy table, read in one script (no stale elements)."""
+    row: dict[str, Any] | None = driver.execute_script("""
+        const tr = document.querySelector(`#unhealthy-table tr[data-agent='${arguments[0]}']`);
+        if (!tr) return null;
+        const a = tr.querySelector("a");
+        return {state: tr.dataset.state, text: tr.innerText,
+                link: a ? a.textContent : null, href: a ? a.href : null,
+                rows: document.querySelectorAll("#unhealthy-table tbody tr").length};
+    """, agent)
+    return row
 
 
 def _number(driver: Any, element_id: str) -> float | None:
@@ -109,16 +123,15 @@ def test_dashboard_shows_counts_and_lists_the_failed_agent(server: Served, brows
         wait_for(lambda: _number(browser, "count-failed") == 1, timeout=10)
         assert _number(browser, "count-healthy") == 20
         assert _number(browser, "count-degraded") == 0
-        # The failed agent, listed by name with its state and settings, linkable.
-        row = wait_for(lambda: browser.find_elements(
-            By.CSS_SELECTOR, "#unhealthy-table tr[data-agent='silent-agent']"), timeout=10)[0]
-        assert row.get_attribute("data-state") == "failed"
-        wait_for(lambda: "200 ms" in row.text, timeout=10)     # details from /v1/agents/{id}
-        assert "failed" in row.text
-        link = row.find_element(By.TAG_NAME, "a")
-        assert link.text == "silent-agent"
-        assert link.get_attribute("href").endswith("#agent=silent-agent")
-        assert len(browser.find_elements(By.CSS_SELECTOR, "#unhealthy-table tbody tr")) == 1
+        # The failed agent, listed by name with its state and settings, linkable. The table
+        # is rebuilt on every refresh, so each look at it is one atomic read (_row).
+        row = wait_for(lambda: (r := _row(browser, "silent-agent")) and "200 ms" in r["text"]
+                       and r, timeout=10)                # details from /v1/agents/{id}
+        assert row["state"] == "failed"
+        assert "failed" in row["text"]
+        assert row["link"] == "silent-agent"
+        assert row["href"].endswith("#agent=silent-agent")
+        assert row["rows"] == 1
         # Heartbeats per second, from the deltas of /v1/stats (20 ids every 0.1 s).
         wait_for(lambda: (_number(browser, "hb-rate") or 0) > 20, timeout=10)
 
@@ -133,8 +146,9 @@ def test_dashboard_shows_counts_and_lists_the_failed_agent(server: Served, brows
         wait_for(lambda: _number(browser, "count-failed") == 2, timeout=10)
 
         # The agent's page: details and history from the API.
-        link = browser.find_element(By.CSS_SELECTOR, "tr[data-agent='silent-agent'] a")
-        link.click()
+        wait_for(lambda: browser.execute_script(
+            "const a = document.querySelector(\"tr[data-agent='silent-agent'] a\");"
+            "if (a) a.click(); return a !== null;"), timeout=5)
         panel = browser.find_element(By.ID, "agent-panel")
         wait_for(panel.is_displayed, timeout=5)
         wait_for(lambda: "200 ms" in panel.text and "failed" in panel.text, timeout=10)
