@@ -63,16 +63,22 @@ cdef class Engine(_Views):
         """int64 handles of `agent_ids`, -1 where an id is not monitored."""
         out = np.empty(len(agent_ids), dtype=np.int64)
         cdef int64_t[::1] o = out
-        cdef Py_ssize_t i = 0
-        get = self._index.get
+        cdef Py_ssize_t i = 0, n = o.shape[0]
+        cdef dict index = self._index
+        cdef PyObject* v
         for agent_id in agent_ids:
+            if i == n:
+                raise ValueError(f"{name} changed size while it was read")
             try:
-                h = get(agent_id)
+                # Borrowed: read before anything else runs. No bound-method call per id.
+                v = PyDict_GetItemWithError(index, agent_id)
             except TypeError:
                 raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
-            o[i] = -1 if h is None else self._handle(<int32_t>h)
+            o[i] = -1 if v == NULL else self._handle(<int32_t>PyLong_AsLong(<object>v))
             i += 1
+        if i != n:
+            raise ValueError(f"{name} changed size while it was read")
         return out
 
     def ids_of(self, const int64_t[::1] handles):

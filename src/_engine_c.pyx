@@ -5,7 +5,9 @@ Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
 """
 
 cimport cython
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLong
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
@@ -1233,7 +1235,11 @@ cdef class _Core:
                 and now - max(self._next_due, self._last_run) > self._guard_ns):
             self.stalls += 1
             self.last_stall_ns = now - max(self._next_due, self._last_run)
-            self._hold_from = self._next_due
+            # Held: what falls due from the wheel's last run on, or from the start of the
+            # previous stall when the wheel never ran after that one's grace. A time both
+            # engines share (the next due is a bucket start here, an exact tick there).
+            if self._last_run >= self._hold_until:
+                self._hold_from = self._last_run
             self._hold_until = now + self._grace_ns
 
     def set_stall_guard(self, int64_t guard_ns, int64_t grace_ns):
@@ -1246,7 +1252,7 @@ cdef class _Core:
         a deadline armed sooner from now on triggers the `wake` hook."""
         cdef int64_t due
         cdef int b
-        self._lock()
+        self._lock_hot()    # the wheel alone: the staged heartbeats stay staged
         try:
             b = wheel_next(&self._wheel, &due)
             self._sleep_tick = due if b >= 0 else INT64_MAX
@@ -1257,7 +1263,7 @@ cdef class _Core:
 
     def take_events(self):
         """Hand over the queued transition events, oldest first."""
-        self._lock()
+        self._lock_hot()    # a list swap: the staged heartbeats (the rings) stay staged
         try:
             events = self._events
             self._events = []

@@ -423,6 +423,34 @@ def test_handles_stable_unknown_and_round_trip(make_monitor, vclock):
     assert m.handles([]).tolist() == []
 
 
+class _LyingSequence:
+    """A sequence whose len() is not the number of ids it yields."""
+
+    def __init__(self, ids, length):
+        self.ids, self.length = ids, length
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        return iter(self.ids)
+
+
+@pytest.mark.parametrize("length", [0, 2, 5, 50])
+def test_ids_whose_len_lies_are_rejected(make_monitor, vclock, length):
+    m = make_monitor(interval_ms=1000)
+    ids = [f"a{i}" for i in range(4)]
+    m.start_monitoring_many(ids)
+    before = m.get_monitoring_stats()["total_heartbeats"]
+    lying = _LyingSequence(ids, length)
+    with pytest.raises(ValueError, match="ids_or_handles changed size while it was read"):
+        m.record_heartbeats(lying)
+    with pytest.raises(ValueError, match="agent_ids changed size while it was read"):
+        m.handles(lying)
+    assert m.get_monitoring_stats()["total_heartbeats"] == before   # nothing recorded
+    assert m.handles(_LyingSequence(ids, 4)).tolist() == m.handles(ids).tolist()
+
+
 def test_stale_handle_after_stop_and_restart_is_rejected(make_monitor, vclock):
     m = make_monitor(interval_ms=1000, history_size=10)
     m.start_monitoring_many(["a", "b"])

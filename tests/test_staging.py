@@ -576,9 +576,10 @@ def setup_agents(h, choice):
        tick_ms=st.sampled_from([1, 10, 7]), scor=st.booleans(),
        limit=st.sampled_from([None, 0, 2]))
 def test_engines_agree_on_random_runs(data, history_size, tick_ms, scor, limit):
-    # No observer-stall guard in the differential runs: the two engines start a stall's
-    # hold at different instants (the wheel's bucket vs the exact deadline), which can
-    # change what is convicted (test_stall_guard_with_staged_heartbeats covers the guard).
+    # No observer-stall guard in the differential runs: both engines hold from the same
+    # instant (the wheel's last run), but each tells a stall by its own wheel schedule (a
+    # bucket start here, an exact tick in the pure heap), so they can count different
+    # stalls (test_stall_guard_with_staged_heartbeats and test_stall.py cover the guard).
     h = Harness(history_size, tick_ms, scor, None, limit)
     try:
         def choice(seq):

@@ -194,6 +194,49 @@ def test_stall_counted_again_after_grace(make_monitor, vclock):
     assert rec.events == []
 
 
+def test_backdated_heartbeat_in_the_stall_is_held_the_same_on_both_engines(make_monitor,
+                                                                           vclock):
+    """A heartbeat backdated into the stall re-arms a deadline that falls inside it: held
+    until the grace has passed, whatever bucket the wheel keeps it in (both engines hold
+    from the wheel's last run, not from their own idea of the next due)."""
+    m = make_monitor(interval_ms=250, failure_threshold=3, tick_ms=1, stall_guard_ms=300,
+                     start_clock_on_register=True)
+    rec = Recorder().install(m, recovery=True)
+    m.start_monitoring("a")                    # clock from T0, first deadline T0 + 0.25
+    m.advance(to=T0 + 5.0)                     # 5 s late: a stall, grace until T0 + 5.3
+    assert m.get_monitoring_stats()["observer_stalls"] == 1
+    assert m.record_heartbeats(["a"], [vclock.time() - 0.3]) == 1   # sent at T0 + 4.7
+    m.monitoring_agents["a"]["failure_threshold"] = 2
+    m.advance(to=T0 + 5.25)                    # still in the grace: nothing convicted
+    assert rec.events == []
+    vclock.advance(6.0)                        # a second stall before the wheel runs again
+    assert m.record_heartbeat("a")             # the grace never ran out on the wheel
+    assert m.get_monitoring_stats()["observer_stalls"] == 2
+    assert rec.events == []
+    assert m.check_agent_health("a") == HealthState.HEALTHY
+
+
+def test_deadline_due_before_the_stall_is_convicted(make_monitor, vclock):
+    """Only what fell due during the stall is held: a crossing the wheel should have
+    reported at its last on-time run is reported at once."""
+    m, rec = _monitor(make_monitor, stall_grace_ms=5000)
+    _setup(m, vclock)                          # "dead" silent since T0, last run T0 + 0.75
+    m.advance(to=T0 + 1.0)                     # on time: "dead" DEGRADED at T0 + 1
+    assert _alerts(rec) == [("dead", D)]
+    m.advance(to=T0 + 30.0)                    # a stall from T0 + 1 on
+    assert m.get_monitoring_stats()["observer_stalls"] == 1
+    assert _alerts(rec) == [("dead", D)]       # CRITICAL (T0 + 2) fell in the stall: held
+    t = T0 + 30.0
+    while t < T0 + 35.0 - 0.25:                # the grace, with the wheel running
+        t += 0.25
+        m.advance(to=t)
+        _beat_all(m, ALIVE)
+    assert _alerts(rec) == [("dead", D)]
+    m.advance(to=T0 + 35.0)                    # the grace is over: convicted, in order
+    assert _alerts(rec) == [("dead", D), ("dead", C), ("dead", F)]
+    assert m.get_monitoring_stats()["observer_stalls"] == 1
+
+
 def test_no_stall_for_idle_wheel(make_monitor, vclock):
     """Long gaps between advances are not stalls when nothing was due."""
     m, rec = _monitor(make_monitor)

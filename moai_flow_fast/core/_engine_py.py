@@ -455,7 +455,11 @@ class Engine:
                 and now - max(due, self._last_run) > self._guard_ns):
             self.stalls += 1
             self.last_stall_ns = now - max(due, self._last_run)
-            self._hold_from, self._hold_until = due, now + self._grace_ns
+            # Held: what falls due from the wheel's last run on, or from the start of the
+            # previous stall when the wheel never ran after that one's grace.
+            if self._last_run >= self._hold_until:
+                self._hold_from = self._last_run
+            self._hold_until = now + self._grace_ns
 
     def set_stall_guard(self, guard_ns: int, grace_ns: int) -> None:
         self._guard_ns, self._grace_ns = guard_ns, grace_ns
@@ -641,14 +645,21 @@ class Engine:
 
     def handles(self, agent_ids: Any, name: str = "agent_ids"
                 ) -> np.ndarray[Any, np.dtype[np.int64]]:
-        out = np.empty(len(agent_ids), dtype=np.int64)
-        for i, agent_id in enumerate(agent_ids):
+        n = len(agent_ids)
+        out = np.empty(n, dtype=np.int64)
+        i = 0
+        for agent_id in agent_ids:
+            if i == n:
+                raise ValueError(f"{name} changed size while it was read")
             try:
                 a = self._agents.get(agent_id)
             except TypeError:
                 raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
             out[i] = -1 if a is None else a.handle
+            i += 1
+        if i != n:
+            raise ValueError(f"{name} changed size while it was read")
         return out
 
     def ids_of(self, handles: Any) -> list[Any]:
