@@ -31,6 +31,22 @@ cdef enum:
     WHEEL_LEVELS = 7
     WHEEL_BUCKETS = 448   # WHEEL_LEVELS * WHEEL_SLOTS
 
+# The id index: open addressing with linear probing and backward-shift deletion (no
+# tombstones). An entry holds the slot itself, so a lookup that finds its key reads one
+# entry (a dict would read its index, its entry and an int object).
+ctypedef struct IndexEntry:
+    Py_hash_t hash         # the key's hash (compared before the key, as a dict does)
+    void* key              # PyObject*, borrowed (see _index.pxi); NULL: empty
+    int32_t slot
+    int32_t _pad
+
+ctypedef struct Index:
+    IndexEntry* table
+    Py_ssize_t mask        # capacity - 1 (a power of two)
+    Py_ssize_t used
+    uint64_t version       # bumped by every change: a lookup that ran user code restarts
+
+
 # The per-agent record is split by temperature. A live heartbeat on the fast path reads
 # and writes only the 16-byte Hot record (four per cache line: 16 MB at 10**6 agents,
 # which stays in the last-level cache) and appends to the staging log; everything else is

@@ -61,24 +61,30 @@ cdef class Engine(_Views):
 
     def handles(self, agent_ids, str name="agent_ids"):
         """int64 handles of `agent_ids`, -1 where an id is not monitored."""
-        out = np.empty(len(agent_ids), dtype=np.int64)
+        cdef Py_ssize_t n = len(agent_ids)
+        # A copy: the ids' __eq__ may run, and could change the caller's list meanwhile.
+        cdef list items = list(agent_ids)
+        if len(items) != n:
+            raise ValueError(f"{name} changed size while it was read")
+        out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
-        cdef Py_ssize_t i = 0, n = o.shape[0]
-        cdef dict index = self._index
-        cdef PyObject* v
-        for agent_id in agent_ids:
-            if i == n:
-                raise ValueError(f"{name} changed size while it was read")
+        cdef Py_ssize_t i, pos
+        cdef Py_hash_t h
+        for i in range(n):
+            if i + INDEX_AHEAD < n:
+                # The entry of an id a few places on, while this one is looked up: its
+                # miss overlaps. Only for ids whose hash runs no user code (and is cached).
+                nxt = items[i + INDEX_AHEAD]
+                if type(nxt) is str or type(nxt) is int:
+                    index_prefetch(&self._ix, hash(nxt))
+            agent_id = items[i]
             try:
-                # Borrowed: read before anything else runs. No bound-method call per id.
-                v = PyDict_GetItemWithError(index, agent_id)
+                h = hash(agent_id)
             except TypeError:
                 raise TypeError(f"{name}[{i}] must be hashable, "
                                 f"got {type(agent_id).__name__}") from None
-            o[i] = -1 if v == NULL else self._handle(<int32_t>PyLong_AsLong(<object>v))
-            i += 1
-        if i != n:
-            raise ValueError(f"{name} changed size while it was read")
+            pos = index_find(&self._ix, agent_id, h)
+            o[i] = -1 if pos < 0 else self._handle(self._ix.table[pos].slot)
         return out
 
     def ids_of(self, const int64_t[::1] handles):
@@ -103,6 +109,7 @@ cdef class Engine(_Views):
         cdef int64_t now
         cdef double wall
         cdef int32_t s
+        cdef Py_hash_t h
         ids = list(agent_ids)
         n = len(ids)
         if interval_ns.shape[0] != n or thresholds.shape[0] != n:
@@ -137,11 +144,11 @@ cdef class Engine(_Views):
             try:
                 for i in fresh:
                     from_free = self._nfree > 0
-                    s = self._claim(ids[i], interval_ns[i], thresholds[i], now, wall)
-                    claims.append((s, from_free))
+                    s = self._claim(ids[i], interval_ns[i], thresholds[i], now, wall, &h)
+                    claims.append((s, from_free, h))
             except BaseException:
-                for s, from_free in reversed(claims):
-                    self._unclaim(s, from_free)
+                for s, from_free, h in reversed(claims):
+                    self._unclaim(s, from_free, h)
                 raise
             # 3. Commit: no user code from here on.
             if stopped is not None:

@@ -5,11 +5,9 @@ Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
 """
 
 cimport cython
-from cpython.dict cimport PyDict_GetItemWithError
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
-from cpython.long cimport PyLong_AsLong
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
-from cpython.object cimport PyObject
+from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompareBool
 from cpython.ref cimport Py_INCREF
 from libc.stdint cimport (
     INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint32_t, uint64_t, uintptr_t,
@@ -20,7 +18,7 @@ from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from _common cimport (
-    Agent, Event, Hot, MarkBlock, Staged, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
+    Agent, Event, Hot, Index, IndexEntry, MarkBlock, Staged, Wheel, EV_CROSSING, EV_RECOVERY, F_ACTIVE, F_CLOCK, F_HB, F_HIST,
     F_META, SLEW_RATE, STEP_MARKS, STEP_TOLERANCE_S, ST_CRITICAL, ST_DEGRADED, ST_FAILED,
     ST_HEALTHY, ceil_div, crossing_mult, crossing_next, fabs, mono_before, state_code,
     state_of, step_correction, trunc_before,
@@ -122,6 +120,7 @@ cdef enum:
     PREFETCH = 16          # records prefetched ahead while a bucket is processed
     STAGE_CAP = 4096       # fast-path heartbeats staged before they are scattered (96 KiB)
     STAGE_AHEAD = 8        # staged heartbeats whose ring line is prefetched ahead
+    INDEX_AHEAD = 8        # ids whose index entry handles() prefetches ahead
     YIELD_EVERY = 4096     # heartbeats of a batch between checks for a waiting wheel
     NOGIL_BUCKET = 4096    # an advance releases the GIL from a first bucket this large
     NOGIL_BATCH = 32768    # record_many releases the GIL from this many heartbeats
@@ -181,6 +180,9 @@ cdef void _table_free(void* p) noexcept nogil:
         free(p)
 
 
+include "_index.pxi"
+
+
 cdef double* _data(object arr) except NULL:
     # The first double of a non-empty C-contiguous float64 array (which keeps it alive).
     cdef double[::1] flat = arr.reshape(-1)
@@ -224,7 +226,7 @@ cdef class _Core:
     cdef bint _sysclock
     cdef object _clock
     cdef tuple _states
-    cdef dict _index             # agent id -> handle (slot | gen << 32)
+    cdef Index _ix               # agent id -> slot (_index.pxi)
     cdef uint32_t _gen_base
     cdef list _ids               # slot -> agent id
     cdef dict _meta              # slot -> list of metadata per ring position
@@ -275,7 +277,7 @@ cdef class _Core:
         self._sysclock = clock is None
         self._clock = clock
         self._states = states
-        self._index = {}
+        index_init(&self._ix)
         self._ids = []
         self._meta = {}
         self._stopped = {}
@@ -294,6 +296,7 @@ cdef class _Core:
         self._last_run = self._wheel.elapsed * self._tick
 
     def __dealloc__(self):
+        index_free(&self._ix)
         _table_free(self._agents)
         _table_free(self._hot)
         PyMem_RawFree(self._stage)
@@ -398,15 +401,16 @@ cdef class _Core:
 
     @cython.final
     cdef inline int32_t _slot_of(self, object agent_id) except -2:
-        # -1 when not monitored. Called with the lock held.
-        cdef object h
+        # -1 when not monitored. Called with the lock held (or, by the queries that take
+        # no lock, holding the GIL: the index restarts a probe that user code disturbed).
+        cdef Py_hash_t h
+        cdef Py_ssize_t pos
         try:
-            h = self._index.get(agent_id)
+            h = hash(agent_id)
         except TypeError:
             raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
-        if h is None:
-            return -1
-        return <int32_t>(<uint64_t>h & SLOT_MASK)
+        pos = index_find(&self._ix, agent_id, h)
+        return -1 if pos < 0 else self._ix.table[pos].slot
 
     @cython.final
     cdef inline void _after(self):
@@ -684,7 +688,7 @@ cdef class _Core:
     # -- registration -----------------------------------------------------------------
 
     cdef int32_t _claim(self, object agent_id, int64_t interval_ns, int32_t threshold,
-                        int64_t now, double wall) except -2:
+                        int64_t now, double wall, Py_hash_t* hash_out) except -2:
         # With the lock held: -1 if already monitored, else a slot prepared and indexed but
         # not yet active (see _activate). The id's __hash__/__eq__ run only in the lookup
         # and the index insert; if either raises, nothing has changed, and the insert is
@@ -694,6 +698,7 @@ cdef class _Core:
         cdef Agent* a
         if self._slot_of(agent_id) >= 0:
             return -1
+        hash_out[0] = hash(agent_id)     # hashed fine just above
         if self._nfree:
             s = self._free
             gen = self._agents[s].gen
@@ -718,7 +723,7 @@ cdef class _Core:
         self._hot[s].mono = now
         self._hot[s].fast = INT64_MIN
         self._started[s] = wall
-        self._index[agent_id] = s   # the slot (a smaller int than the handle)
+        index_insert(&self._ix, agent_id, hash_out[0], s)
         if self._nfree:
             self._free = self._wheel.links[2 * s]
             self._nfree -= 1
@@ -726,9 +731,9 @@ cdef class _Core:
             self._high += 1
         return s
 
-    cdef int _unclaim(self, int32_t s, bint from_free) except -1:
-        # Undo the newest claim (its index entry is the dict's last one): no user code.
-        self._index.popitem()
+    cdef int _unclaim(self, int32_t s, bint from_free, Py_hash_t h) except -1:
+        # Undo a claim (the newest not yet undone): found by its hash and slot, no user code.
+        index_delete(&self._ix, index_find_slot(&self._ix, h, s))
         if from_free:
             self._wheel.links[2 * s] = self._free
             self._free = s
@@ -754,11 +759,12 @@ cdef class _Core:
         cdef int32_t s
         cdef int64_t now
         cdef bint from_free
+        cdef Py_hash_t h
         self._lock()
         try:
             now = self._now_mono()
             from_free = self._nfree > 0
-            s = self._claim(agent_id, interval_ns, threshold, now, self._now_wall())
+            s = self._claim(agent_id, interval_ns, threshold, now, self._now_wall(), &h)
             if s < 0:
                 return False
             if self._stopped:
@@ -766,7 +772,7 @@ cdef class _Core:
                 try:
                     old = self._stopped.pop(agent_id, None)
                 except BaseException:
-                    self._unclaim(s, from_free)
+                    self._unclaim(s, from_free, h)
                     raise
                 if old is not None:
                     self._stopped_total -= len(old[0])
@@ -780,6 +786,7 @@ cdef class _Core:
         """Stop monitoring; the history is kept. False if the agent was not monitored."""
         cdef int32_t s
         cdef Agent* a
+        cdef Py_ssize_t pos
         self._lock()
         try:
             s = self._slot_of(agent_id)
@@ -797,7 +804,9 @@ cdef class _Core:
                 # undoes it without running the id's __hash__ or __eq__ again.
                 self._stopped[agent_id] = hist
             try:
-                del self._index[agent_id]
+                pos = index_find(&self._ix, agent_id, hash(agent_id))   # found above
+                if pos >= 0:
+                    index_delete(&self._ix, pos)
             except BaseException:
                 if hist is not None:
                     self._stopped.popitem()
@@ -1146,15 +1155,9 @@ cdef class _Core:
     def check_agent_health(self, agent_id):
         """The state function now. ValueError for an unknown agent."""
         cdef int64_t now = self._now_mono()
-        cdef object h
-        cdef int32_t s
-        try:
-            h = self._index.get(agent_id)
-        except TypeError:
-            raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
-        if h is None:
+        cdef int32_t s = self._slot_of(agent_id)
+        if s < 0:
             raise ValueError(f"Agent {agent_id} not being monitored")
-        s = <int32_t>(<uint64_t>h & SLOT_MASK)
         if now - self._hot[s].mono < self._hot[s].fast:
             return self._states[ST_HEALTHY]   # fast set: clock started, this interval
         return self._states[state_of(&self._agents[s], self._hot[s].mono, now)]

@@ -72,13 +72,13 @@ cdef class _Views(_Core):
 
     def ids(self):
         """Monitored ids in registration order."""
-        return list(self._index)
+        return self.ids_of(self.all_handles())
 
     def __len__(self):
-        return len(self._index)
+        return self._ix.used
 
     def __contains__(self, agent_id):
-        return agent_id in self._index
+        return self._slot_of(agent_id) >= 0
 
     def info(self, agent_id):
         """(interval_ns, threshold, last_wall, reported, started_wall) or None."""
@@ -145,11 +145,13 @@ cdef class _Views(_Core):
     def history_ids(self):
         """Ids that have a history: monitored ones first (registration order), then stopped."""
         cdef int32_t s
+        cdef int64_t h
         out = []
-        for agent_id, h in list(self._index.items()):
-            s = <int32_t>(<uint64_t>h & SLOT_MASK)
-            if self._agents[s].flags & F_HIST:
-                out.append(agent_id)
+        for h in self.all_handles():
+            s = <int32_t>(h & SLOT_MASK)    # live a moment ago; still that agent if its
+            if ((self._agents[s].flags & (F_ACTIVE | F_HIST)) == (F_ACTIVE | F_HIST)
+                    and self._agents[s].gen == <uint32_t>(h >> 32)):   # generation holds
+                out.append(self._ids[s])
         out.extend(self._stopped)
         return out
 
