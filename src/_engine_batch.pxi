@@ -145,6 +145,11 @@ cdef class Engine(_Views):
                 for i in fresh:
                     from_free = self._nfree > 0
                     s = self._claim(ids[i], interval_ns[i], thresholds[i], now, wall, &h)
+                    if s < 0:
+                        # Phase 1 found it new, the claim found it monitored: an __eq__
+                        # that changes its mind. Refused, as an id that raised would be.
+                        raise ValueError(f"agent_ids[{i}] compares inconsistently "
+                                         f"(its __eq__ changed its answer)")
                     claims.append((s, from_free, h))
             except BaseException:
                 for s, from_free, h in reversed(claims):

@@ -266,6 +266,7 @@ cdef class _Core:
         if self._stage == NULL:
             raise MemoryError()
         self._marks_free = -1
+        index_init(&self._ix)            # here: an Engine never holds a NULL index
 
     def __init__(self, *, int history_size, int tick_ms, clock, tuple states):
         self._hsize = history_size
@@ -277,7 +278,6 @@ cdef class _Core:
         self._sysclock = clock is None
         self._clock = clock
         self._states = states
-        index_init(&self._ix)
         self._ids = []
         self._meta = {}
         self._stopped = {}
@@ -404,12 +404,17 @@ cdef class _Core:
         # -1 when not monitored. Called with the lock held (or, by the queries that take
         # no lock, holding the GIL: the index restarts a probe that user code disturbed).
         cdef Py_hash_t h
+        return self._slot_hash(agent_id, &h)
+
+    cdef int32_t _slot_hash(self, object agent_id, Py_hash_t* h) except -2:
+        # _slot_of, also giving the id's hash: the entry is later found again by hash and
+        # slot, without running the id's __hash__ or __eq__ a second time.
         cdef Py_ssize_t pos
         try:
-            h = hash(agent_id)
+            h[0] = hash(agent_id)
         except TypeError:
             raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
-        pos = index_find(&self._ix, agent_id, h)
+        pos = index_find(&self._ix, agent_id, h[0])
         return -1 if pos < 0 else self._ix.table[pos].slot
 
     @cython.final
@@ -696,9 +701,8 @@ cdef class _Core:
         cdef int32_t s
         cdef uint32_t gen
         cdef Agent* a
-        if self._slot_of(agent_id) >= 0:
+        if self._slot_hash(agent_id, hash_out) >= 0:
             return -1
-        hash_out[0] = hash(agent_id)     # hashed fine just above
         if self._nfree:
             s = self._free
             gen = self._agents[s].gen
@@ -733,6 +737,8 @@ cdef class _Core:
 
     cdef int _unclaim(self, int32_t s, bint from_free, Py_hash_t h) except -1:
         # Undo a claim (the newest not yet undone): found by its hash and slot, no user code.
+        if s < 0:
+            return 0
         index_delete(&self._ix, index_find_slot(&self._ix, h, s))
         if from_free:
             self._wheel.links[2 * s] = self._free
@@ -786,10 +792,10 @@ cdef class _Core:
         """Stop monitoring; the history is kept. False if the agent was not monitored."""
         cdef int32_t s
         cdef Agent* a
-        cdef Py_ssize_t pos
+        cdef Py_hash_t h
         self._lock()
         try:
-            s = self._slot_of(agent_id)
+            s = self._slot_hash(agent_id, &h)
             if s < 0:
                 return False
             a = &self._agents[s]
@@ -800,18 +806,10 @@ cdef class _Core:
                 if meta is not None:
                     meta = [meta[i] for i in order]
                 hist = (ts, meta)
-                # A monitored id has no stopped history: this insert appends, so popitem
-                # undoes it without running the id's __hash__ or __eq__ again.
+                # The one step that can raise (the id's __hash__/__eq__): before any change.
                 self._stopped[agent_id] = hist
-            try:
-                pos = index_find(&self._ix, agent_id, hash(agent_id))   # found above
-                if pos >= 0:
-                    index_delete(&self._ix, pos)
-            except BaseException:
-                if hist is not None:
-                    self._stopped.popitem()
-                raise
-            # Committed: no user code from here on.
+            # Committed: no user code from here on (the entry is found by hash and slot).
+            index_delete(&self._ix, index_find_slot(&self._ix, h, s))
             self._meta.pop(s, None)
             wheel_remove(&self._wheel, self._agents, s)
             if hist is not None:

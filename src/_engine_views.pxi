@@ -9,6 +9,11 @@ cdef class _Views(_Core):
 
     def unhealthy(self, int min_code):
         """Ids whose current state code is >= min_code, in registration order."""
+        return self._select(min_code, 0)
+
+    cdef list _select(self, int min_code, int need):
+        # Monitored ids with every flag of `need` and a state code >= min_code, in
+        # registration order: one critical section, so no id is seen half stopped.
         cdef int64_t now
         cdef int32_t s
         cdef Py_ssize_t n = 0, i
@@ -23,7 +28,8 @@ cdef class _Views(_Core):
                 raise MemoryError()
             with nogil:
                 for s in range(self._high):
-                    if (self._agents[s].flags & F_ACTIVE) and state_of(&self._agents[s], self._hot[s].mono, now) >= min_code:
+                    if ((self._agents[s].flags & (F_ACTIVE | need)) == (F_ACTIVE | need)
+                            and (min_code == 0 or state_of(&self._agents[s], self._hot[s].mono, now) >= min_code)):
                         pairs[2 * n] = self._agents[s].seq
                         pairs[2 * n + 1] = s
                         if n and pairs[2 * n] < pairs[2 * n - 2]:
@@ -72,7 +78,7 @@ cdef class _Views(_Core):
 
     def ids(self):
         """Monitored ids in registration order."""
-        return self.ids_of(self.all_handles())
+        return self._select(0, 0)
 
     def __len__(self):
         return self._ix.used
@@ -144,14 +150,7 @@ cdef class _Views(_Core):
 
     def history_ids(self):
         """Ids that have a history: monitored ones first (registration order), then stopped."""
-        cdef int32_t s
-        cdef int64_t h
-        out = []
-        for h in self.all_handles():
-            s = <int32_t>(h & SLOT_MASK)    # live a moment ago; still that agent if its
-            if ((self._agents[s].flags & (F_ACTIVE | F_HIST)) == (F_ACTIVE | F_HIST)
-                    and self._agents[s].gen == <uint32_t>(h >> 32)):   # generation holds
-                out.append(self._ids[s])
+        out = self._select(0, F_HIST)
         out.extend(self._stopped)
         return out
 

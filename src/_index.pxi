@@ -106,10 +106,12 @@ cdef int index_insert(Index* ix, object key, Py_hash_t h, int32_t slot) except -
 
 
 cdef void index_delete(Index* ix, Py_ssize_t i) noexcept:
-    # Remove the entry at i. Backward shift: each later entry of the run moves into the
+    # Remove the entry at i (nothing for -1). Backward shift: each later entry of the run moves into the
     # hole unless its home lies (cyclically) after the hole, so no probe ever meets a gap
     # before its key and no tombstones are needed.
     cdef Py_ssize_t j = i, home
+    if i < 0:
+        return
     while True:
         j = (j + 1) & ix.mask
         if ix.table[j].key == NULL:

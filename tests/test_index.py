@@ -97,3 +97,68 @@ def test_many_ids_grow_and_shrink(engine):
         assert m.record_heartbeats(ids).all()
     finally:
         m.shutdown()
+
+
+class Fickle:
+    """Equal (to an equal Fickle) only on the first comparison it is asked for."""
+
+    asked = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+    def __eq__(self, other: object) -> bool:
+        Fickle.asked += 1
+        return isinstance(other, Fickle) and other.n == self.n and Fickle.asked == 1
+
+
+def test_stop_removes_the_entry_it_found_even_if_eq_changes_its_mind(engine):
+    m = HeartbeatMonitor(interval_ms=1000, engine=engine, clock=VirtualClock(start=1000.0))
+    try:
+        assert m.start_monitoring(Fickle(1))
+        Fickle.asked = 0
+        e = m._engine           # the engine's own stop: one lookup, then the removal
+        assert e.stop(Fickle(1))                      # found by its one "equal" answer
+        assert len(e) == 0 and e.ids() == []
+        assert len(m.monitoring_agents) == 0 and list(m.monitoring_agents) == []
+
+        class Same:                                  # hashes like the stopped id
+            def __hash__(self) -> int:
+                return hash(1)
+
+            def __eq__(self, other: object) -> bool:
+                return False
+
+        assert Same() not in m.monitoring_agents     # no entry left behind
+        assert m.start_monitoring("x") and list(m.monitoring_agents) == ["x"]
+        assert Same() not in m.monitoring_agents
+    finally:
+        m.shutdown()
+
+
+def test_start_many_with_an_id_whose_eq_changes_its_mind_registers_nothing_broken(engine):
+    m = HeartbeatMonitor(interval_ms=1000, engine=engine, clock=VirtualClock(start=1000.0))
+    try:
+        first = Fickle(7)
+        assert m.start_monitoring(first)
+        Fickle.asked = 1                              # every comparison from now: unequal
+        try:
+            m.start_monitoring_many(["a", Fickle(7), "b"])
+        except ValueError:
+            assert list(m.monitoring_agents) == [first]       # all or nothing
+        else:                                         # the pure engine: a new, distinct id
+            assert len(m.monitoring_agents) == 4
+        assert m.record_heartbeat(first)
+        assert len(m.handles(list(m.monitoring_agents))) == len(m.monitoring_agents)
+    finally:
+        m.shutdown()
+
+
+def test_an_engine_made_without_init_answers_queries():
+    from moai_flow_fast.core import _engine_c
+
+    e = _engine_c.Engine.__new__(_engine_c.Engine)
+    assert "x" not in e and len(e) == 0

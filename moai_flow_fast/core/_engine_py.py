@@ -304,8 +304,10 @@ class Engine:
             if hist is not None:
                 self._stopped[agent_id] = hist   # a monitored id has none: this appends
             try:
-                del self._agents[agent_id]
-            except BaseException:
+                # The stored key, found by identity: the id's __eq__ does not run again
+                # (the compiled engine removes the entry it found, by hash and slot).
+                del self._agents[a.key]
+            except BaseException:       # its __hash__ raised: nothing changes
                 if hist is not None:
                     self._stopped.popitem()
                 raise
