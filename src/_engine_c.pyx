@@ -406,7 +406,8 @@ cdef class _Core:
         cdef Py_hash_t h
         return self._slot_hash(agent_id, &h)
 
-    cdef int32_t _slot_hash(self, object agent_id, Py_hash_t* h) except -2:
+    @cython.final
+    cdef inline int32_t _slot_hash(self, object agent_id, Py_hash_t* h) except -2:
         # _slot_of, also giving the id's hash: the entry is later found again by hash and
         # slot, without running the id's __hash__ or __eq__ a second time.
         cdef Py_ssize_t pos

@@ -5,6 +5,7 @@ back. Every id must stay findable, in registration order, with a stable handle."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,6 +158,7 @@ def test_start_many_with_an_id_whose_eq_changes_its_mind_registers_nothing_broke
         m.shutdown()
 
 
+@pytest.mark.compiled       # the compiled engine's own constructor split
 def test_an_engine_made_without_init_answers_queries():
     from moai_flow_fast.core import _engine_c
 
