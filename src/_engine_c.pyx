@@ -738,8 +738,6 @@ cdef class _Core:
 
     cdef int _unclaim(self, int32_t s, bint from_free, Py_hash_t h) except -1:
         # Undo a claim (the newest not yet undone): found by its hash and slot, no user code.
-        if s < 0:
-            return 0
         index_delete(&self._ix, index_find_slot(&self._ix, h, s))
         if from_free:
             self._wheel.links[2 * s] = self._free

@@ -30,6 +30,14 @@ cdef inline Py_ssize_t index_home(Index* ix, Py_hash_t h) noexcept nogil:
     return <Py_ssize_t>(<size_t>h & <size_t>ix.mask)
 
 
+cdef inline Py_ssize_t _index_empty(IndexEntry* t, Py_ssize_t mask, Py_hash_t h) noexcept nogil:
+    # The first empty entry from h's home in table t (there is one: at most 2/3 full).
+    cdef Py_ssize_t i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+    while t[i].key != NULL:
+        i = (i + 1) & mask
+    return i
+
+
 cdef Py_ssize_t index_find(Index* ix, object key, Py_hash_t h) except -2:
     # The position of key's entry, or -1. When a key's __eq__ changed the index (another
     # thread, while it let the GIL go), the probe starts again, as a dict's does.
@@ -70,17 +78,14 @@ cdef Py_ssize_t index_find_slot(Index* ix, Py_hash_t h, int32_t slot) noexcept n
 cdef int index_grow(Index* ix) except -1:
     cdef Py_ssize_t cap = (ix.mask + 1) * 2
     cdef Py_ssize_t nmask = cap - 1
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     cdef IndexEntry* t = <IndexEntry*>_table_realloc(NULL, 0, cap * sizeof(IndexEntry))
     if t == NULL:
         raise MemoryError()
     memset(t, 0, cap * sizeof(IndexEntry))
     for i in range(ix.mask + 1):
         if ix.table[i].key != NULL:
-            j = <Py_ssize_t>(<size_t>ix.table[i].hash & <size_t>nmask)
-            while t[j].key != NULL:
-                j = (j + 1) & nmask
-            t[j] = ix.table[i]
+            t[_index_empty(t, nmask, ix.table[i].hash)] = ix.table[i]
     _table_free(ix.table)
     ix.table = t
     ix.mask = nmask
@@ -94,9 +99,7 @@ cdef int index_insert(Index* ix, object key, Py_hash_t h, int32_t slot) except -
     cdef Py_ssize_t i
     if (ix.used + 1) * 3 > (ix.mask + 1) * 2:
         index_grow(ix)
-    i = index_home(ix, h)
-    while ix.table[i].key != NULL:
-        i = (i + 1) & ix.mask
+    i = _index_empty(ix.table, ix.mask, h)
     ix.table[i].key = <void*>key
     ix.table[i].hash = h
     ix.table[i].slot = slot
@@ -106,9 +109,9 @@ cdef int index_insert(Index* ix, object key, Py_hash_t h, int32_t slot) except -
 
 
 cdef void index_delete(Index* ix, Py_ssize_t i) noexcept:
-    # Remove the entry at i (nothing for -1). Backward shift: each later entry of the run moves into the
-    # hole unless its home lies (cyclically) after the hole, so no probe ever meets a gap
-    # before its key and no tombstones are needed.
+    # Remove the entry at i (nothing for -1). Backward shift: each later entry of the run
+    # moves into the hole unless its home lies (cyclically) after the hole, so no probe
+    # ever meets a gap before its key and no tombstones are needed.
     cdef Py_ssize_t j = i, home
     if i < 0:
         return
