@@ -173,46 +173,62 @@ cdef class Engine(_Views):
                               int* queued) noexcept nogil:
         # Heartbeats i.. of a batch, without the GIL. Stops at a slot that keeps metadata
         # (its ring position must be cleared with the GIL) and returns its index, else n.
+        # The tables cannot move meanwhile (the lock is held; only registration grows them).
+        cdef Agent* agents = self._agents
+        cdef Hot* hot = self._hot
+        cdef int64_t high = self._high
         cdef int32_t s
-        cdef int64_t mono, p
+        cdef int64_t mono, p, beats = 0
         cdef double t
         cdef Py_ssize_t k = 0
         cdef int32_t pos
         cdef double* ring
         while i < n:
-            if i + PREFETCH < n:
-                p = handles[i + PREFETCH] & SLOT_MASK
-                if p < self._high:
-                    __builtin_prefetch(&self._agents[p])
-                    __builtin_prefetch(&self._hot[p])
-            if i + STAGE_AHEAD < n:
-                # The record came in PREFETCH - STAGE_AHEAD heartbeats ago: its head says
+            if i + RECORD_AHEAD < n:
+                p = handles[i + RECORD_AHEAD] & SLOT_MASK
+                if p < high:
+                    __builtin_prefetch(&agents[p])
+                    __builtin_prefetch(&hot[p])
+            if i + RING_AHEAD < n:
+                # The record came in RECORD_AHEAD - RING_AHEAD heartbeats ago: its head says
                 # which ring line this heartbeat writes (and which one it reads).
-                p = handles[i + STAGE_AHEAD] & SLOT_MASK
-                if p < self._high:
-                    pos = self._agents[p].head
+                p = handles[i + RING_AHEAD] & SLOT_MASK
+                if p < high:
+                    pos = agents[p].head
                     ring = self._ring(<int32_t>p)
                     __builtin_prefetch(ring + pos, 1)
                     __builtin_prefetch(ring + (pos - 1 if pos > 0 else self._hsize - 1))
             s = self._live(handles[i])
             if s >= 0:
-                if self._agents[s].flags & F_META:
+                if w == NULL and now - hot[s].mono < hot[s].fast:
+                    # _beat's healthy branch, less what fast guarantees: the flags are set,
+                    # there is no metadata and _sync would store the same fast.
+                    self._ring_beat(s, now, wall)
+                    hot[s].mono = now
+                    agents[s].last_wall = wall
+                    beats += 1
+                    o[i] = 1
+                elif agents[s].flags & F_META:
+                    self.heartbeats += beats
                     return i
-                if w == NULL:
+                elif w == NULL:
                     queued[0] |= self._beat(s, now, wall, now)
                     o[i] = 1
                 else:
                     t = w[i] if w[i] < wall else wall
                     mono = trunc_before(now, wall - t)
-                    if not ((self._agents[s].flags & F_HB) and mono < self._hot[s].mono):
+                    if not ((agents[s].flags & F_HB) and mono < hot[s].mono):
                         queued[0] |= self._beat(s, mono, t, now)
                         o[i] = 1
             i += 1
             k += 1
             if k == YIELD_EVERY:
                 k = 0
+                self.heartbeats += beats      # counted before another thread may look
+                beats = 0
                 if moai_load(&self._urgent):
                     self._yield_lock()
+        self.heartbeats += beats
         return n
 
     def record_many(self, const int64_t[::1] handles, walls):

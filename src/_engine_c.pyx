@@ -5,6 +5,7 @@ Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
 """
 
 cimport cython
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompareBool
@@ -39,6 +40,8 @@ cdef extern from *:
     void __builtin_prefetch(const void*, ...) nogil
 
 cdef extern from "Python.h" nogil:
+    ctypedef struct PyASCIIObject:
+        Py_hash_t hash
     int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size)
     int PyTraceMalloc_Untrack(unsigned int domain, uintptr_t ptr)
 
@@ -118,8 +121,9 @@ cdef enum:
     CHUNK = 1024           # agent tables grow from this many slots
     RING_CHUNK_BYTES = 1048576   # history rings are allocated about 1 MiB at a time
     PREFETCH = 16          # records prefetched ahead while a bucket is processed
+    RECORD_AHEAD = 64      # heartbeats of a batch or stage whose records are prefetched ahead
     STAGE_CAP = 4096       # fast-path heartbeats staged before they are scattered (96 KiB)
-    STAGE_AHEAD = 8        # staged heartbeats whose ring line is prefetched ahead
+    RING_AHEAD = 32        # heartbeats of a batch or stage whose ring line is prefetched ahead
     INDEX_AHEAD = 8        # ids whose index entry handles() prefetches ahead
     YIELD_EVERY = 4096     # heartbeats of a batch between checks for a waiting wheel
     NOGIL_BUCKET = 4096    # an advance releases the GIL from a first bucket this large
@@ -181,6 +185,7 @@ cdef void _table_free(void* p) noexcept nogil:
 
 
 include "_index.pxi"
+include "_rings.pxi"
 
 
 cdef double* _data(object arr) except NULL:
@@ -210,6 +215,7 @@ cdef class _Core:
     cdef int _chunk_bits
     cdef int32_t _nchunks
     cdef list _chunk_arrays      # keeps the numpy chunks alive
+    cdef _RingArena _arena       # where the next chunks come from (_rings.pxi), or None
     cdef Wheel _wheel
     cdef int64_t _tick
     cdef int64_t _next_seq
@@ -411,10 +417,20 @@ cdef class _Core:
         # _slot_of, also giving the id's hash: the entry is later found again by hash and
         # slot, without running the id's __hash__ or __eq__ a second time.
         cdef Py_ssize_t pos
-        try:
-            h[0] = hash(agent_id)
-        except TypeError:
-            raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
+        cdef IndexEntry* e
+        if type(agent_id) is str and (<PyASCIIObject*>agent_id).hash != -1:
+            # An exact str caches its hash (-1 until first asked): the same value, no call.
+            h[0] = (<PyASCIIObject*>agent_id).hash
+        else:
+            try:
+                h[0] = hash(agent_id)
+            except TypeError:
+                raise TypeError(f"agent_id must be hashable, got {type(agent_id).__name__}") from None
+        # The caller usually passes the very object it registered: when its home entry holds
+        # it, that is its entry (keys are unique), found as index_find would, without a call.
+        e = &self._ix.table[index_home(&self._ix, h[0])]
+        if e.key == <void*>agent_id:
+            return e.slot
         pos = index_find(&self._ix, agent_id, h[0])
         return -1 if pos < 0 else self._ix.table[pos].slot
 
@@ -684,7 +700,13 @@ cdef class _Core:
         # Rings come a chunk of agents at a time, when the slots are first used: growth
         # never copies history, and capacity that is not used holds no ring.
         cdef double[:, ::1] view
-        chunk = np.empty((1 << self._chunk_bits, self._hsize), dtype=np.float64)
+        cdef Py_ssize_t rows = 1 << self._chunk_bits
+        if self._nchunks < ARENA_FROM:
+            chunk = np.empty((rows, self._hsize), dtype=np.float64)
+        else:
+            if self._arena is None or self._arena.full():
+                self._arena = _RingArena(rows * self._hsize * <Py_ssize_t>sizeof(double))
+            chunk = self._arena.take(rows, self._hsize)
         view = chunk
         self._chunk_arrays.append(chunk)
         self._rings[self._nchunks] = &view[0, 0]
@@ -999,7 +1021,8 @@ cdef class _Core:
 
     # -- the hot path -----------------------------------------------------------------
 
-    cdef void _ring_beat(self, int32_t s, int64_t t, double wall) noexcept nogil:
+    @cython.final
+    cdef inline void _ring_beat(self, int32_t s, int64_t t, double wall) noexcept nogil:
         # The history half of a heartbeat of slot s at t (monotonic ns) and `wall` (Unix s):
         # its ring record and any wall-clock step marker.
         cdef Agent* a = &self._agents[s]
@@ -1025,8 +1048,9 @@ cdef class _Core:
 
     cdef void _scatter(self) noexcept nogil:
         # Write the staged heartbeats into their rings and records, oldest first, as
-        # _beat would have written them one by one. Each record is prefetched 16 entries
-        # ahead and its ring line 8 ahead (the head read then hits the prefetched record),
+        # _beat would have written them one by one. Each record is prefetched RECORD_AHEAD
+        # entries ahead and its ring line RING_AHEAD ahead (the head read then hits the
+        # prefetched record: a miss takes about as long as 30 heartbeats that hit),
         # so the misses of the whole stage overlap instead of each stalling a heartbeat.
         cdef Py_ssize_t i, n = self._nstaged
         cdef Staged* g = self._stage
@@ -1034,10 +1058,10 @@ cdef class _Core:
         cdef int32_t pos
         cdef double* ring
         for i in range(n):
-            if i + 2 * STAGE_AHEAD < n:
-                __builtin_prefetch(&self._agents[g[i + 2 * STAGE_AHEAD].slot])
-            if i + STAGE_AHEAD < n:
-                s = <int32_t>g[i + STAGE_AHEAD].slot
+            if i + RECORD_AHEAD < n:
+                __builtin_prefetch(&self._agents[g[i + RECORD_AHEAD].slot])
+            if i + RING_AHEAD < n:
+                s = <int32_t>g[i + RING_AHEAD].slot
                 pos = self._agents[s].head
                 ring = self._ring(s)
                 __builtin_prefetch(ring + pos, 1)

@@ -1,0 +1,93 @@
+"""History rings past an engine's first chunks come from huge-page arenas (src/_rings.pxi):
+histories across chunk and arena boundaries, views that outlive the monitor, and what
+tracemalloc sees of an arena."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from moai_flow_fast import HeartbeatMonitor, VirtualClock
+
+HSIZE = 100                       # a ring chunk: 1024 rows of 100 doubles (800 KiB)
+ROWS = 1024
+PLAIN = 2 * ROWS                  # slots whose rings are plain numpy chunks (ARENA_FROM)
+ARENA = 64 * ROWS                 # slots per arena at this history size (50 MiB exactly)
+N = PLAIN + ARENA + ROWS + 7      # into the second arena
+EDGES = [0, PLAIN - 1, PLAIN, PLAIN + ROWS, PLAIN + ARENA - 1, PLAIN + ARENA, N - 1]
+
+
+def _ids(n: int) -> list[str]:
+    return [f"r-{i}" for i in range(n)]
+
+
+def test_histories_across_chunks_and_arenas(engine: str) -> None:
+    clock = VirtualClock(start=1000.0)
+    m = HeartbeatMonitor(clock=clock, engine=engine, background=False, history_size=HSIZE)
+    ids = _ids(N)
+    assert m.start_monitoring_many(ids, interval_ms=3_600_000).all()
+    handles = m.handles(ids)
+    beats = []
+    for _ in range(3):                       # the batch path (ring writes in place)
+        clock.advance(1.5)
+        beats.append(clock.time())
+        assert m.record_heartbeats(handles).all()
+    last = {}
+    for i in EDGES:                          # the per-call path (staged, then scattered)
+        clock.advance(0.25)
+        last[i] = clock.time()
+        assert m.record_heartbeat(ids[i])
+    for i in EDGES:
+        want = [*beats, last[i]]
+        np.testing.assert_allclose(m.history_array(ids[i], copy=True), want, rtol=0, atol=1e-6)
+    # Every other agent holds just the three batch heartbeats, none another agent's.
+    sample = np.random.default_rng(5).choice(N, size=200, replace=False)
+    for i in sample:
+        if i not in EDGES:
+            assert m.history_array(ids[i], copy=True).tolist() == pytest.approx(beats, abs=1e-9)
+    m.shutdown()
+
+
+@pytest.mark.compiled
+def test_a_view_of_an_arena_ring_outlives_the_monitor() -> None:
+    clock = VirtualClock(start=50.0)
+    m = HeartbeatMonitor(clock=clock, engine="compiled", background=False, history_size=HSIZE)
+    ids = _ids(PLAIN + 10)
+    m.start_monitoring_many(ids, interval_ms=60_000)
+    beats = []
+    for _ in range(4):
+        clock.advance(1.0)
+        beats.append(clock.time())
+        m.record_heartbeats(ids)
+    view = m.history_array(ids[-1], copy=False)          # a ring in the first arena
+    assert not view.flags.writeable and not view.flags.owndata
+    m.shutdown()
+    del m
+    gc.collect()
+    junk = [np.full(ROWS * HSIZE, 7.0) for _ in range(64)]   # reuse of freed memory shows
+    assert view.tolist() == beats
+    del junk
+
+
+@pytest.mark.compiled
+def test_tracemalloc_sees_the_chunks_handed_out_not_the_arena() -> None:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        m = HeartbeatMonitor(engine="compiled", background=False, history_size=HSIZE)
+        m.start_monitoring_many(_ids(PLAIN + ROWS + 1), interval_ms=60_000)
+        used, _ = tracemalloc.get_traced_memory()
+        # 4 chunks of 800 KiB (2 plain, 2 from the arena) and the tables: far below the
+        # arena's 50 MiB of address space.
+        assert 4 * ROWS * HSIZE * 8 <= used - base < 8 * 1024 * 1024
+        m.shutdown()
+        del m
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+        assert after - base < 256 * 1024           # every chunk untracked when freed
+    finally:
+        tracemalloc.stop()
