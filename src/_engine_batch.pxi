@@ -173,7 +173,8 @@ cdef class Engine(_Views):
                               int* queued) noexcept nogil:
         # Heartbeats i.. of a batch, without the GIL. Stops at a slot that keeps metadata
         # (its ring position must be cleared with the GIL) and returns its index, else n.
-        # The tables cannot move meanwhile (the lock is held; only registration grows them).
+        # The tables move only when a registration grows them, which takes the lock: they
+        # are read again after each _yield_lock.
         cdef Agent* agents = self._agents
         cdef Hot* hot = self._hot
         cdef int64_t high = self._high
@@ -228,6 +229,10 @@ cdef class Engine(_Views):
                 beats = 0
                 if moai_load(&self._urgent):
                     self._yield_lock()
+                    # Others held the lock meanwhile: a registration may have grown the tables.
+                    agents = self._agents
+                    hot = self._hot
+                    high = self._high
         self.heartbeats += beats
         return n
 

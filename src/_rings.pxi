@@ -3,6 +3,17 @@
 # of 10**6 rings (800 MB), and with 4 KiB pages nearly every one of those writes would
 # also miss the TLB.
 
+cdef extern from *:
+    """
+    static int moai_fill_buffer(Py_buffer* v, PyObject* o, void* p, Py_ssize_t n, int flags) {
+        PyObject* old = v->obj;      /* Cython's placeholder reference (None) */
+        int r = PyBuffer_FillInfo(v, o, p, n, 0, flags);
+        if (r == 0) Py_XDECREF(old);
+        return r;
+    }
+    """
+    int moai_fill_buffer(Py_buffer* v, object o, void* p, Py_ssize_t n, int flags) except -1
+
 cdef enum:
     ARENA_FROM = 2         # ring chunks of an engine before it takes them from arenas
     ARENA_CHUNKS = 64      # ring chunks per arena, at least
@@ -45,7 +56,7 @@ cdef class _RingArena:
 
     def __getbuffer__(self, Py_buffer* buf, int flags):
         # The whole arena as writable bytes (numpy's frombuffer views its chunks).
-        PyBuffer_FillInfo(buf, self, self._base, self._size, 0, flags)
+        moai_fill_buffer(buf, self, self._base, self._size, flags)
 
     def __releasebuffer__(self, Py_buffer* buf):
         pass

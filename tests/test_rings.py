@@ -5,6 +5,9 @@ tracemalloc sees of an arena."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -91,3 +94,74 @@ def test_tracemalloc_sees_the_chunks_handed_out_not_the_arena() -> None:
         assert after - base < 256 * 1024           # every chunk untracked when freed
     finally:
         tracemalloc.stop()
+
+
+_GROW_UNDER_A_BATCH = """
+import threading, time
+import numpy as np
+from moai_flow_fast.core._engine_c import Engine
+
+for trial in range(3):
+    engine = Engine(history_size=4, tick_ms=10, clock=None, states=(0, 1, 2, 3))
+    n = 32768                                  # the tables are full: the next start grows them
+    ids = [f"a{i}" for i in range(n)]
+    hour = 3_600_000_000_000
+    engine.start_many(ids, np.full(n, hour, np.int64), np.full(n, 3, np.int32), True)
+    handles = np.tile(engine.handles(ids), 40)
+    engine.record_many(handles, None)
+    batching, stop = threading.Event(), threading.Event()
+
+    def wheel():
+        while not stop.is_set():
+            engine.advance()
+
+    def register():
+        batching.wait()
+        time.sleep(0.001)                      # into the first batch, not before it
+        for j in range(40_000):
+            engine.start(f"n{j}", hour, 3, True)
+
+    threads = [threading.Thread(target=wheel), threading.Thread(target=register)]
+    for t in threads:
+        t.start()
+    batching.set()
+    for _ in range(5):
+        assert engine.record_many(handles, None).all()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert engine.heartbeats == 6 * len(handles), engine.heartbeats
+    assert len(engine.ids()) == n + 40_000
+print("ok")
+"""
+
+
+@pytest.mark.compiled
+def test_a_batch_that_yields_to_a_registration_follows_the_tables_it_grew() -> None:
+    # record_many lets a waiting wheel thread (advance) take the lock every 4096
+    # heartbeats, and a registration waiting meanwhile can take it too and grow (move)
+    # the agent tables under the batch. A batch that kept its table pointers across the
+    # yield wrote into freed memory. In a fresh process with a fixed mmap threshold the
+    # freed tables are unmapped, so that is a crash, not a silent write.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    run = subprocess.run([sys.executable, "-c", _GROW_UNDER_A_BATCH], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr[-2000:]
+
+
+@pytest.mark.compiled
+def test_an_arena_buffer_export_keeps_no_reference_behind() -> None:
+    m = HeartbeatMonitor(engine="compiled", background=False, history_size=HSIZE)
+    ids = _ids(PLAIN + 1)
+    m.start_monitoring_many(ids, interval_ms=60_000)
+    m.record_heartbeats(ids)
+    base = m.history_array(ids[-1], copy=False)
+    while not isinstance(base, memoryview):
+        base = base.base
+    arena = base.obj
+    assert type(arena).__name__ == "_RingArena"
+    refs = sys.getrefcount(None), sys.getrefcount(arena)
+    for _ in range(1000):
+        memoryview(arena).release()
+    assert (sys.getrefcount(None), sys.getrefcount(arena)) == refs
+    m.shutdown()
