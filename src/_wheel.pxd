@@ -43,7 +43,8 @@ cdef inline void wheel_insert(Wheel* w, Agent* agents, int32_t s, int64_t when) 
     cdef int level = wheel_level(w.elapsed, when)
     cdef int slot = <int>((when >> (level * WHEEL_BITS)) & (WHEEL_SLOTS - 1))
     cdef int b = level * WHEEL_SLOTS + slot
-    # s & 7 picks the lane; b * 8 + lane is its head.
+    # s & (WHEEL_LANES - 1) picks the lane (WHEEL_LANES is a power of two); b * WHEEL_LANES
+    # + lane is its head.
     cdef int h = b * WHEEL_LANES + (s & (WHEEL_LANES - 1))
     cdef int32_t head = w.heads[h]
     agents[s].when = when
@@ -107,7 +108,7 @@ cdef inline int wheel_next(Wheel* w, int64_t* start) noexcept nogil:
 
 cdef inline Py_ssize_t wheel_take(Wheel* w, Agent* agents, int b, int32_t* out
                                   ) noexcept nogil:
-    # Detach bucket b into `out` (room for w.lanes[b] entries), walking its 8 lanes in
+    # Detach bucket b into `out` (room for w.lanes[b] entries), walking its lanes in
     # step so that their loads overlap. Entries leave with bucket = -1.
     cdef int32_t cur[WHEEL_LANES]
     cdef int j, live = 0
