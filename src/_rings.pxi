@@ -16,13 +16,14 @@ cdef extern from *:
 
 cdef enum:
     ARENA_FROM = 2         # ring chunks of an engine before it takes them from arenas
-    ARENA_CHUNKS = 64      # ring chunks per arena, at least
+    ARENA_CHUNKS = 64      # ring chunks per arena, at least, unless that passes:
+    ARENA_MAX = 67108864   # 64 MiB of address space per arena (or one chunk, if larger)
 
 
 @cython.final
 cdef class _RingArena:
-    """Room for ARENA_CHUNKS ring chunks or more in 2 MiB-aligned memory advised as huge
-    pages: whole huge pages, as many chunks as fit (so little of a page is left unused).
+    """Room for ARENA_CHUNKS ring chunks or more (fewer past ARENA_MAX) in 2 MiB-aligned
+    memory advised as huge pages: whole huge pages, as many chunks as fit in them.
 
     The numpy arrays over its chunks keep it alive (their base is a buffer of it), so a
     history view outlives the engine safely. tracemalloc sees each chunk when it is
@@ -36,8 +37,13 @@ cdef class _RingArena:
 
     def __cinit__(self, Py_ssize_t chunk_bytes):
         cdef void* p = NULL
+        cdef Py_ssize_t want = chunk_bytes * ARENA_CHUNKS
+        if want > ARENA_MAX:
+            # Long histories: a few chunks per arena, so that a swarm of a few agents does
+            # not reserve gigabytes of address space.
+            want = chunk_bytes if chunk_bytes > ARENA_MAX else ARENA_MAX
         # (x + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1) rounds x up to whole huge pages.
-        self._size = (chunk_bytes * ARENA_CHUNKS + HUGE_PAGE - 1) & ~(<Py_ssize_t>HUGE_PAGE - 1)
+        self._size = (want + HUGE_PAGE - 1) & ~(<Py_ssize_t>HUGE_PAGE - 1)
         if posix_memalign(&p, HUGE_PAGE, <size_t>self._size) != 0:
             raise MemoryError()
         madvise(p, <size_t>self._size, MADV_HUGEPAGE)

@@ -155,13 +155,39 @@ def test_an_arena_buffer_export_keeps_no_reference_behind() -> None:
     ids = _ids(PLAIN + 1)
     m.start_monitoring_many(ids, interval_ms=60_000)
     m.record_heartbeats(ids)
-    base = m.history_array(ids[-1], copy=False)
-    while not isinstance(base, memoryview):
-        base = base.base
-    arena = base.obj
+    arena = _arena_of(m.history_array(ids[-1], copy=False))
     assert type(arena).__name__ == "_RingArena"
     refs = sys.getrefcount(None), sys.getrefcount(arena)
     for _ in range(1000):
         memoryview(arena).release()
     assert (sys.getrefcount(None), sys.getrefcount(arena)) == refs
+    m.shutdown()
+
+
+def _arena_of(view: np.ndarray) -> object:
+    base: object = view
+    while not isinstance(base, memoryview):
+        base = base.base            # type: ignore[attr-defined]
+    return base.obj
+
+
+@pytest.mark.compiled
+@pytest.mark.parametrize("hsize", [2, 7, 100, 1000, 200_000])
+def test_an_arena_is_whole_huge_pages_of_whole_chunks_and_stays_bounded(hsize: int) -> None:
+    rows = 1024                     # rows per chunk: a power of two, <= 1 MiB of history
+    while rows > 1 and 8 * hsize * rows > 1 << 20:
+        rows //= 2
+    chunk, huge, cap = 8 * hsize * rows, 2 << 20, 64 << 20
+    clock = VirtualClock(start=10.0)
+    m = HeartbeatMonitor(clock=clock, engine="compiled", background=False, history_size=hsize)
+    ids = _ids(2 * rows + 1)        # the first agent past the two plain chunks
+    m.start_monitoring_many(ids, interval_ms=60_000)
+    clock.advance(1.0)
+    m.record_heartbeats(ids)
+    view = m.history_array(ids[-1], copy=False)
+    assert view.tolist() == [clock.time()]
+    size = memoryview(_arena_of(view)).nbytes
+    assert size % huge == 0
+    assert size <= max(cap, -(-chunk // huge) * huge)      # a few agents reserve little
+    assert size // chunk >= min(64, max(1, cap // chunk))   # many chunks where they fit
     m.shutdown()
