@@ -7,6 +7,7 @@ SEMANTICS.md, never from the package code.
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 
 from moai_flow_fast import HealthState
 
@@ -34,8 +35,16 @@ def ceil_div(a, b):
 
 
 class ModelAgent:
-    __slots__ = ("aid", "interval_ns", "threshold", "last", "reg", "clock_started",
-                 "reported", "seq")
+    __slots__ = (
+        "aid",
+        "clock_started",
+        "interval_ns",
+        "last",
+        "reg",
+        "reported",
+        "seq",
+        "threshold",
+    )
 
     def __init__(self, aid, interval_ms, threshold, reg, clock_started, seq):
         self.aid = aid
@@ -228,7 +237,7 @@ def mono_intervals(records, lo=float("-inf"), hi=float("inf")):
     oldest first: the monotonic differences of consecutive records among those whose
     wall-clock timestamp is in [lo, hi] -- whatever the wall clock did in between."""
     kept = [mono for mono, wall in records if lo <= wall <= hi]
-    return [(b - a) / NS for a, b in zip(kept, kept[1:])]
+    return [(b - a) / NS for a, b in pairwise(kept)]
 
 
 def interval_row(intervals):

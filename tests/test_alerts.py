@@ -9,9 +9,9 @@ import time
 from datetime import datetime
 
 import pytest
+from hb_model import MS, NS, Model, Recorder
 
 from moai_flow_fast import HealthState
-from hb_model import MS, NS, Model, Recorder
 
 H, D, C, F = (HealthState.HEALTHY, HealthState.DEGRADED,
               HealthState.CRITICAL, HealthState.FAILED)
@@ -254,7 +254,7 @@ def test_alert_dicts_are_live(make_monitor, vclock):
     assert [e[2] for e in rec.take()] == [F]
 
 
-# ---------------------------------------------------------------- record_heartbeat crossings / recovery
+# ------------------------------------------------------------ record_heartbeat crossings / recovery
 
 def test_crossings_found_by_record_heartbeat(make_monitor, vclock, logs):
     m = make_monitor(interval_ms=1000, failure_threshold=3, tick_ms=10)
@@ -452,7 +452,8 @@ def test_slow_callback_does_not_delay_other_agent(make_monitor):
             time.sleep(0.002)
         t_b = time.monotonic() - t0
         assert not release.is_set()
-        assert m.monitoring_agents["B"]["last_state"] is D, "B not detected while A's callback blocks"
+        assert m.monitoring_agents["B"]["last_state"] is D, (
+            "B not detected while A's callback blocks")
         assert t_b < 0.25 + 0.15
         while m.monitoring_agents["A"]["last_state"] is not F and time.monotonic() - t0 < 1.0:
             time.sleep(0.002)
@@ -591,7 +592,7 @@ def test_shutdown_inside_callback_real_clock(make_monitor):
     def cb(aid, st, det):
         try:
             m.shutdown()
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
         finally:
             done.set()
@@ -618,7 +619,7 @@ def test_recovery_pattern_real_clock(make_monitor):
             assert m.stop_monitoring(aid) is True
             assert m.start_monitoring(aid) is True
             m.record_heartbeat(aid, {"restarted": True})
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
         finally:
             done.set()

@@ -341,7 +341,7 @@ def test_passes_split_into_parts_give_the_same_rows(jittery, monkeypatch):
     from moai_flow_fast.analytics import _fleet
 
     m = jittery
-    pick = list(m.monitoring_agents)[::-1] + ["unknown"]
+    pick = [*list(m.monitoring_agents)[::-1], "unknown"]
     whole = m.interval_stats(pick), m.phi(pick), m.phi(), m.snapshot().phi
     monkeypatch.setattr(_fleet, "_SPLIT_AGENTS", 16)
     monkeypatch.setattr(_fleet.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)

@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 import pytest
+from hb_model import snapshot
 
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
-from hb_model import snapshot
 
 NAN, INF = float("nan"), float("inf")
 UNHASHABLE = [[1], {"a": 1}, {1, 2}, bytearray(b"x"), ["agent-a"]]
@@ -76,7 +76,7 @@ BAD_AGENT_ARGS = [
 
 
 @pytest.mark.parametrize("arg, value, exc", BAD_AGENT_ARGS,
-                         ids=["%s=%r" % (a, v) for a, v, _ in BAD_AGENT_ARGS])
+                         ids=[f"{a}={v!r}" for a, v, _ in BAD_AGENT_ARGS])
 def test_bad_per_agent_arguments(populated, arg, value, exc):
     before = snapshot(populated, _ids())
     with pytest.raises(exc) as ei:
@@ -89,7 +89,7 @@ def test_bad_per_agent_arguments(populated, arg, value, exc):
 
 
 @pytest.mark.parametrize("arg, value, exc", BAD_AGENT_ARGS[:6],
-                         ids=["%s=%r" % (a, v) for a, v, _ in BAD_AGENT_ARGS[:6]])
+                         ids=[f"{a}={v!r}" for a, v, _ in BAD_AGENT_ARGS[:6]])
 def test_bad_arguments_for_restarted_id(populated, arg, value, exc):
     """A rejected re-registration of a stopped id keeps its old history."""
     before = snapshot(populated, _ids())
@@ -136,7 +136,7 @@ BAD_CTOR = [
 
 
 @pytest.mark.parametrize("arg, value, exc", BAD_CTOR,
-                         ids=["%s=%r" % (a, v) for a, v, _ in BAD_CTOR])
+                         ids=[f"{a}={v!r}" for a, v, _ in BAD_CTOR])
 def test_bad_constructor_arguments(make_monitor, arg, value, exc):
     with pytest.raises(exc) as ei:
         make_monitor(**{arg: value})

@@ -331,7 +331,7 @@ STORM_BYTES_PER_TRANSITION = 256
 
 def test_storm_memory_bounded(engine, make_monitor, vclock):
     n = 10_000
-    m, counter, ids = _storm_monitor(make_monitor, n)
+    m, counter, _ids = _storm_monitor(make_monitor, n)
     gc.collect()
     tracemalloc.start()
     try:

@@ -25,7 +25,7 @@ def _run(m, vclock, step, *, until=12.0, dead_after=4.0):
     """ALIVE beat every 0.25 s; "dead" beats until `dead_after`; the wall clock steps by
     `step` at STEP_AT. Returns the (monotonic offset, wall) of every beat of ok0."""
     beats = []
-    for a in ALIVE + ["dead"]:
+    for a in [*ALIVE, "dead"]:
         m.start_monitoring(a)
     t = 0.0
     while t <= until + 1e-9:
@@ -49,7 +49,7 @@ def test_step_neither_fails_healthy_nor_hides_dead(make_monitor, vclock, step):
     alerts = [(e[1], e[2], e[3]) for e in rec.events if e[0] == "alert"]
     assert [(a, s) for a, s, _ in alerts] == [("dead", D), ("dead", C), ("dead", F)]
     assert [e for e in rec.events if e[0] == "recovery"] == []
-    for k, (_, s, det) in enumerate(alerts, start=1):
+    for k, (_, _, det) in enumerate(alerts, start=1):
         # on the monotonic clock: deadline = last beat (T0 + 4) + k s, reported on time
         assert det["deadline_monotonic"] == pytest.approx(T0 + 4.0 + k)
         assert det["detected_monotonic"] == pytest.approx(T0 + 4.0 + k)
@@ -92,9 +92,9 @@ def test_history_follows_wall_clock_and_time_range(make_monitor, vclock, step):
     beats = _run(m, vclock, step)
     hist = m.get_heartbeat_history("ok0")
     assert [r["timestamp"] for r in hist] == pytest.approx([w for _, w in beats])
-    for (t, w), r in zip(beats, hist):
+    for (t, _), r in zip(beats, hist):
         assert r["timestamp"] == pytest.approx(W0 + t + (step if t >= STEP_AT else 0.0))
-    n_before = int(round(STEP_AT / BEAT))     # beats at 0 .. 4.75
+    n_before = round(STEP_AT / BEAT)     # beats at 0 .. 4.75
     n_after = len(beats) - n_before
 
     def window(lo, hi):
@@ -176,7 +176,7 @@ def test_repeated_steps_and_slew(make_monitor, vclock):
         m.record_heartbeat(a)
     rng = np.random.default_rng(5)
     t = 0.0
-    for i in range(240):
+    for _ in range(240):
         t += 0.25
         vclock.step_wall(float(rng.choice([-3600.0, 3600.0, -0.7, 0.7, 86400.0, -86400.0])))
         m.advance(to=T0 + t)

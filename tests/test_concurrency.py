@@ -6,8 +6,9 @@ import threading
 import time
 from collections import Counter
 
-from moai_flow_fast import HealthState
 from hb_model import Recorder
+
+from moai_flow_fast import HealthState
 
 H, D, C, F = (HealthState.HEALTHY, HealthState.DEGRADED,
               HealthState.CRITICAL, HealthState.FAILED)
@@ -22,7 +23,7 @@ def _run_threads(targets):
         def run():
             try:
                 fn()
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
         return run
 
@@ -37,14 +38,14 @@ def _join_all(threads):
     for t in threads:
         t.join(max(0.0, end - time.monotonic()))
     alive = [t for t in threads if t.is_alive()]
-    assert not alive, "deadlock: %d thread(s) still running" % len(alive)
+    assert not alive, f"deadlock: {len(alive)} thread(s) still running"
 
 
 def _per_agent_invariants(rec, agents):
     """Per agent: every DEGRADED crossing starts an episode that ends with a recovery,
     except the last one; CRITICAL/FAILED at most once per episode."""
     cnt = Counter()
-    for kind, aid, st, det in rec.events:
+    for kind, aid, st, _ in rec.events:
         cnt[(aid, "recovery" if kind == "recovery" else st)] += 1
     for a in agents:
         n_d, n_c, n_f, n_r = (cnt[(a, D)], cnt[(a, C)], cnt[(a, F)], cnt[(a, "recovery")])
@@ -61,7 +62,7 @@ def test_eight_threads_virtual_clock(make_monitor, vclock):
     m = make_monitor(interval_ms=100, failure_threshold=3, history_size=100_000, tick_ms=10,
                      alert_queue_size=1_000_000)
     rec = Recorder().install(m, recovery=True)
-    agents = ["agent-%02d" % i for i in range(n_agents)]
+    agents = [f"agent-{i:02d}" for i in range(n_agents)]
     for a in agents:
         m.start_monitoring(a)
     stop = threading.Event()
@@ -124,7 +125,7 @@ def test_heartbeats_start_stop_and_queries_virtual(make_monitor, vclock):
     never-stopped agents reconcile exactly."""
     m = make_monitor(interval_ms=100, failure_threshold=2, history_size=50_000, tick_ms=7)
     Recorder().install(m, recovery=True)
-    stable = ["s%d" % i for i in range(4)]
+    stable = [f"s{i}" for i in range(4)]
     for a in stable:
         m.start_monitoring(a)
     stop = threading.Event()
@@ -138,7 +139,7 @@ def test_heartbeats_start_stop_and_queries_virtual(make_monitor, vclock):
     def churner():
         i = 0
         while not stop.is_set():
-            a = "churn%d" % (i % 5)
+            a = f"churn{i % 5}"
             m.start_monitoring(a, interval_ms=100 + 50 * (i % 3))
             m.record_heartbeat(a)
             m.stop_monitoring(a)
@@ -175,8 +176,8 @@ def test_eight_threads_real_clock(make_monitor):
     m = make_monitor(clock=None, interval_ms=100, failure_threshold=2,
                      history_size=100_000, tick_ms=1)
     rec = Recorder().install(m, recovery=True)
-    shared = ["shared-%d" % i for i in range(8)]
-    silent = ["silent-%d" % i for i in range(4)]
+    shared = [f"shared-{i}" for i in range(8)]
+    silent = [f"silent-{i}" for i in range(4)]
     for a in shared + silent:
         m.start_monitoring(a)
     for a in silent:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import random
 
 import pytest
+from hb_model import MS, NS, Model, Recorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import moai_flow_fast.core._engine_c  # noqa: F401  -- the compiled engine must be built
+import moai_flow_fast.core._engine_c  # the compiled engine must be built
 import moai_flow_fast.core._engine_py  # noqa: F401
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
-from hb_model import MS, NS, Model, Recorder
 
 START = 1000.0
 WALL = 1_700_000_000.0
@@ -51,7 +51,8 @@ class Harness:
         if exp:
             self.hist[aid] = []
         for engine, m, _, _ in self.sides:
-            got = m.start_monitoring(aid, interval_ms=interval_ms, failure_threshold=threshold, **kw)
+            got = m.start_monitoring(aid, interval_ms=interval_ms, failure_threshold=threshold,
+                                     **kw)
             assert got is exp, (engine, self.trace)
         self.check([])
 
@@ -92,7 +93,7 @@ class Harness:
         exp = []
         for ev in events:
             if ev[0] == "alert":
-                _, aid, new, prev, d, detect, base = ev
+                _, aid, new, prev, _d, detect, base = ev
                 exp.append(("alert", aid, new, prev.value, (detect - base) / 1e9))
             else:
                 _, aid, prev, h, old_base = ev
@@ -111,7 +112,8 @@ class Harness:
             assert m.get_unhealthy_agents(HealthState.HEALTHY) == monitored
             for aid, a in self.model.agents.items():
                 assert m.check_agent_health(aid) is a.state(self.now), (engine, aid, self.trace)
-                assert m.monitoring_agents[aid]["last_state"] is a.reported, (engine, aid, self.trace)
+                assert m.monitoring_agents[aid]["last_state"] is a.reported, (
+                    engine, aid, self.trace)
             for aid, walls in self.hist.items():
                 ts = [r["timestamp"] for r in m.get_heartbeat_history(aid)]
                 assert ts == pytest.approx(walls, abs=1e-5), (engine, aid, self.trace)
@@ -208,8 +210,8 @@ def test_differential_seeded_long(seed, tick_ms):
     days (exercises the upper wheel levels and cascades)."""
     rng = random.Random(seed * 100 + tick_ms)
     h = Harness(tick_ms, start_clock_on_register=bool(seed % 2))
-    pool = ["agent-%d" % i for i in range(12)]
-    intervals = INTERVALS + [60_000, 3_600_000, 86_400_000]
+    pool = [f"agent-{i}" for i in range(12)]
+    intervals = [*INTERVALS, 60_000, 3_600_000, 86_400_000]
     try:
         for _ in range(600):
             r = rng.random()
@@ -221,7 +223,7 @@ def test_differential_seeded_long(seed, tick_ms):
             elif r < 0.5:
                 h.heartbeat(rng.choice(pool))
             else:
-                kind = rng.choice(ADVANCE_KINDS + ["huge"])
+                kind = rng.choice([*ADVANCE_KINDS, "huge"])
                 if kind == "huge":
                     target = h.now + rng.randint(1, 3 * 86_400) * NS + rng.randint(0, 999) * MS
                 else:
@@ -242,7 +244,7 @@ def test_many_agents_each_crossing_once(engine):
     model = Model(10)
     try:
         for i in range(5000):
-            aid = "n%d" % i
+            aid = f"n{i}"
             iv = rng.choice([100, 150, 1234, 5000, 30_000])
             t = rng.randint(1, 5)
             m.start_monitoring(aid, interval_ms=iv, failure_threshold=t)

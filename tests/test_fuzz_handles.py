@@ -121,7 +121,7 @@ DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint6
 @given(data=st.data(), dtype=st.sampled_from(DTYPES), step=st.sampled_from([1, 2, 3, -1]),
        readonly=st.booleans())
 def test_fuzz_dtype_shape_contiguity_readonly(engine, data, dtype, step, readonly):
-    m, clock = _monitor(engine)
+    m, _clock = _monitor(engine)
     try:
         info = np.iinfo(np.dtype(dtype))
         raw = data.draw(st.lists(st.integers(int(info.min), int(info.max)), max_size=20))

@@ -73,7 +73,7 @@ def observe(m):
     eng = m._engine
     Trap.countdown = None
     handles = eng.all_handles()
-    ids, snap_handles, states, elapsed, count, mean, std, now, wall = eng.snapshot()
+    ids, snap_handles, states, elapsed, _count, _mean, _std, _now, _wall = eng.snapshot()
     agents, dist, records = eng.counts()
     values, offsets = eng.histories(handles, False)
     return {
@@ -177,7 +177,7 @@ def test_hostile_ids_leave_no_trace(engine, ops, limit):
 
 def test_eq_raising_on_collision_with_stopped_id_leaves_no_ghost(engine):
     """The issue's case: an id whose __eq__ raises collides with a stopped agent's id."""
-    m, clock = _monitor(engine)
+    m, _clock = _monitor(engine)
     try:
         old = Hostile(1, 7)
         assert m.start_monitoring(old)
@@ -200,7 +200,7 @@ def test_eq_raising_on_collision_with_stopped_id_leaves_no_ghost(engine):
 
 
 def test_stop_raising_keeps_the_agent_monitored(engine):
-    m, clock = _monitor(engine)
+    m, _clock = _monitor(engine)
     try:
         a = Hostile(1, 4)
         assert m.start_monitoring(a)
@@ -226,7 +226,7 @@ def test_stop_raising_keeps_the_agent_monitored(engine):
 
 
 def test_start_many_is_all_or_nothing(engine):
-    m, clock = _monitor(engine)
+    m, _clock = _monitor(engine)
     try:
         keep = [Hostile(i, 9) for i in range(3)]
         m.start_monitoring("z")

@@ -8,10 +8,10 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+from hb_model import AGENT_KEYS, MS, NS, Recorder, state_of
 
 import moai_flow_fast
 from moai_flow_fast import HealthState, HeartbeatMonitor, VirtualClock
-from hb_model import AGENT_KEYS, MS, NS, Recorder, state_of
 
 H, D, C, F = (HealthState.HEALTHY, HealthState.DEGRADED,
               HealthState.CRITICAL, HealthState.FAILED)
@@ -447,10 +447,14 @@ def _four_states(m, vclock):
     gamma (no heartbeat -> HEALTHY); I=1000 ms, T=3; now = 1003.0."""
     for a in ("zeta", "alpha", "mid", "beta", "gamma"):
         m.start_monitoring(a, interval_ms=1000, failure_threshold=3)
-    vclock.set(1000.0); m.record_heartbeat("zeta")
-    vclock.set(1000.5); m.record_heartbeat("mid")
-    vclock.set(1001.5); m.record_heartbeat("alpha")
-    vclock.set(1002.5); m.record_heartbeat("beta")
+    vclock.set(1000.0)
+    m.record_heartbeat("zeta")
+    vclock.set(1000.5)
+    m.record_heartbeat("mid")
+    vclock.set(1001.5)
+    m.record_heartbeat("alpha")
+    vclock.set(1002.5)
+    m.record_heartbeat("beta")
     vclock.set(1003.0)
 
 
@@ -528,7 +532,8 @@ def test_configure_alerts_none_leaves_unchanged(make_monitor):
         pass
 
     m.configure_alerts(degraded_callback=f1, on_critical=False)
-    assert m.alert_callbacks[D] is f1 and m.alert_callbacks[C] is None and m.alert_callbacks[F] is None
+    assert (m.alert_callbacks[D] is f1 and m.alert_callbacks[C] is None
+            and m.alert_callbacks[F] is None)
     assert m.alert_enabled == {D: True, C: False, F: True}
     m.configure_alerts()
     assert m.alert_callbacks[D] is f1

@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hb_model import C, D, F, H, SEVERITY, Recorder
+from hb_model import SEVERITY, C, D, F, H, Recorder
 
 from moai_flow_fast import HealthState
 
@@ -65,7 +65,7 @@ def test_replayed_log_raises_each_crossing_at_most_once(make_monitor, vclock, ad
     # true deadlines: whole intervals after a replayed heartbeat (the first round's when
     # the wheel ran between rounds; else measured from the heartbeat that was the last one
     # when the crossing became due), never detected before them
-    for kind, a, state, det in rec.events:
+    for _, _, _, det in rec.events:
         steps = (det["deadline_monotonic"] - first) / 5
         assert steps == pytest.approx(round(steps), abs=1e-6) and 1 <= round(steps) <= 102
         assert det["detected_monotonic"] >= det["deadline_monotonic"] - 1e-9
@@ -262,7 +262,7 @@ def test_a_late_wheel_run_is_still_a_stall(make_monitor, vclock):
 
 
 def test_late_wheel_then_backdated_heartbeat_counts_one_stall(make_monitor, vclock):
-    m, rec = _guarded(make_monitor)
+    m, _rec = _guarded(make_monitor)
     m.start_monitoring_many(["y", "z"])
     m.record_heartbeats(["y", "z"])
     m.advance(to=T0 + 0.5)
