@@ -5,7 +5,6 @@ Python twin: ``moai_flow_fast/_engine_py.py`` (same interface, same semantics).
 """
 
 cimport cython
-from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport Py_EQ, PyObject, PyObject_RichCompareBool
