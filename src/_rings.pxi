@@ -65,6 +65,7 @@ cdef class _RingArena:
         moai_fill_buffer(buf, self, self._base, self._size, flags)
 
     def __releasebuffer__(self, Py_buffer* buf):
+        # Nothing to release; its presence makes numpy hold the export as a memoryview.
         pass
 
     cdef inline bint full(self) noexcept:
